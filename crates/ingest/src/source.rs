@@ -1,0 +1,580 @@
+//! The consumer-group source: one thread that polls Kafka, decodes, and closes micro-batches.
+//!
+//! Why a dedicated thread and not a task: decoding is CPU work and librdkafka's poll is
+//! blocking; keeping both off the async runtime keeps admin and SQL endpoints responsive.
+//!
+//! Offset discipline (see ARCHITECTURE.md, "offsets follow durability"):
+//! 1. Each [`IngestBatch`] carries, per partition, the offset after its last message.
+//! 2. The pipeline calls [`Acker::ack`] only when everything derived from the batch is durable
+//!    (its dead letters delivered, its outputs written).
+//! 3. The source thread stores acknowledged offsets (`enable.auto.offset.store=false`) and
+//!    commits stored offsets every `kafka.commit_interval`, on revocation, and on shutdown.
+//!
+//! Unacknowledged batches are never committed, so a crash replays them: at-least-once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use model::EventBatchBuilder;
+use model::config::{IngestConfig, KafkaConfig};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc as tmpsc;
+use tracing::{debug, info, warn};
+
+use crate::decode::{DecodeLimits, Decoder, RejectReason};
+use crate::error::IngestError;
+use crate::kafka::{Role, client_config};
+use crate::metrics::{BatchTrigger, CommitResult, IngestMetrics};
+
+/// Run until stopped, or until the end of the input as it was at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Consume until [`SourceHandle::stop`].
+    Continuous,
+    /// Consume every partition up to the end it had when the run started, then finish.
+    /// The end is taken from partition-EOF events (the fetch high watermark), not from
+    /// ListOffsets alone, which some brokers report late.
+    UntilEnd,
+}
+
+/// The offset to commit for a partition: one past the last message of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffset {
+    /// Partition number.
+    pub partition: i32,
+    /// Next offset to read (last processed + 1).
+    pub next_offset: i64,
+}
+
+/// A message that failed decoding, with everything needed to dead-letter it losslessly.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// Why it was rejected.
+    pub reason: RejectReason,
+    /// Details for humans.
+    pub detail: String,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Original key.
+    pub key: Option<Vec<u8>>,
+    /// Original payload, byte for byte.
+    pub payload: Option<Vec<u8>>,
+    /// Original headers, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Original message timestamp (ms since the epoch), when the broker reported one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// One micro-batch: decoded events, rejected messages, and the offsets both cover.
+#[derive(Debug)]
+pub struct IngestBatch {
+    /// Sequence number, from 0, in emission order.
+    pub seq: u64,
+    /// Decoded events, schema [`model::event_schema`].
+    pub events: RecordBatch,
+    /// Messages to dead-letter.
+    pub rejects: Vec<Rejected>,
+    /// Per partition, the offset to commit once this batch is durable.
+    pub offsets: Vec<PartitionOffset>,
+    /// Messages read into this batch (events + rejects).
+    pub messages: u64,
+    /// Payload bytes read into this batch.
+    pub bytes: u64,
+}
+
+/// Acknowledges batches whose results are durable. Cheap to clone; sending never blocks.
+#[derive(Debug, Clone)]
+pub struct Acker {
+    tx: mpsc::Sender<Ack>,
+}
+
+#[derive(Debug)]
+struct Ack {
+    offsets: Vec<PartitionOffset>,
+}
+
+impl Acker {
+    /// Marks `batch` durable: its offsets become committable. Call in emission order.
+    pub fn ack(&self, batch: &IngestBatch) {
+        // The source thread may already be gone after a fatal error; nothing to commit then.
+        let _ = self.tx.send(Ack {
+            offsets: batch.offsets.clone(),
+        });
+    }
+}
+
+/// What a finished source did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceSummary {
+    /// Batches emitted.
+    pub batches_emitted: u64,
+    /// Batches acknowledged before the source closed.
+    pub batches_acked: u64,
+    /// Per partition, the last committed offset.
+    pub committed: BTreeMap<i32, i64>,
+}
+
+/// Controls a running source.
+pub struct SourceHandle {
+    stop: Arc<AtomicBool>,
+    acker: Acker,
+    thread: Option<JoinHandle<Result<SourceSummary, IngestError>>>,
+}
+
+impl SourceHandle {
+    /// An acknowledger for the batches of this source.
+    pub fn acker(&self) -> Acker {
+        self.acker.clone()
+    }
+
+    /// Asks the source to stop: it flushes its partial batch, waits (up to
+    /// `ingest.shutdown_timeout`) for outstanding acknowledgements, commits and closes.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// A flag that stops the source when set; for signal handlers.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Waits for the source thread to finish (blocking: call from a blocking context).
+    pub fn join(mut self) -> Result<SourceSummary, IngestError> {
+        // Our own acker must not keep the ack channel open while we wait.
+        drop(self.acker);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| IngestError::Thread("ingest thread panicked".into()))?,
+            None => Err(IngestError::Thread("joined twice".into())),
+        }
+    }
+}
+
+/// Logs partition assignments and commits stored offsets before partitions are revoked.
+struct SourceContext {
+    metrics: Arc<IngestMetrics>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                info!(partitions = ?partitions_of(tpl), "partitions revoked; committing stored offsets");
+                commit(consumer, &self.metrics, CommitMode::Sync);
+            }
+            Rebalance::Assign(tpl) => {
+                info!(partitions = ?partitions_of(tpl), "partitions assigned")
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+/// Commits stored offsets. "Nothing to commit" is not an error.
+fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    metrics: &IngestMetrics,
+    mode: CommitMode,
+) {
+    match consumer.commit_consumer_state(mode) {
+        Ok(()) => metrics.count_commit(CommitResult::ok),
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => {
+            metrics.count_commit(CommitResult::error);
+            warn!(error = %e, "offset commit failed; will retry at the next commit");
+        }
+    }
+}
+
+/// Starts a source for `kafka.input_topic`. Returns its handle and the batch queue
+/// (capacity `ingest.queue_batches_max`).
+pub fn start(
+    kafka: &KafkaConfig,
+    ingest: &IngestConfig,
+    mode: RunMode,
+    metrics: Arc<IngestMetrics>,
+) -> Result<(SourceHandle, tmpsc::Receiver<IngestBatch>), IngestError> {
+    let mut cfg = client_config(kafka, Role::Consumer);
+    if mode == RunMode::UntilEnd {
+        cfg.set("enable.partition.eof", "true");
+    }
+    let consumer: BaseConsumer<SourceContext> = cfg
+        .create_with_context(SourceContext {
+            metrics: metrics.clone(),
+        })
+        .map_err(|source| IngestError::ClientConfig {
+            role: "consumer",
+            source,
+        })?;
+    consumer
+        .subscribe(&[&kafka.input_topic])
+        .map_err(|source| IngestError::Kafka {
+            operation: "subscribe",
+            source,
+        })?;
+
+    let (batch_tx, batch_rx) = tmpsc::channel(ingest.queue_batches_max.max(1));
+    let (ack_tx, ack_rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = Worker {
+        consumer,
+        topic: kafka.input_topic.clone(),
+        decoder: Decoder::new(DecodeLimits::from_config(ingest)),
+        settings: ingest.clone(),
+        commit_interval: kafka.commit_interval,
+        mode,
+        metrics,
+        stop: stop.clone(),
+        batch_tx: Some(batch_tx),
+        ack_rx,
+    };
+    let thread = std::thread::Builder::new()
+        .name("cluetrain-ingest".into())
+        .spawn(move || worker.run())
+        .map_err(|e| IngestError::Thread(e.to_string()))?;
+    Ok((
+        SourceHandle {
+            stop,
+            acker: Acker { tx: ack_tx },
+            thread: Some(thread),
+        },
+        batch_rx,
+    ))
+}
+
+/// Logs the first rejection of each reason at once, then at most one line per interval with
+/// the count of suppressed ones: a flood of bad input cannot flood the logs.
+struct ReasonLogLimiter {
+    interval: Duration,
+    last: [Option<Instant>; RejectReason::ALL.len()],
+    suppressed: [u64; RejectReason::ALL.len()],
+}
+
+impl ReasonLogLimiter {
+    fn new(interval: Duration) -> Self {
+        ReasonLogLimiter {
+            interval,
+            last: [None; RejectReason::ALL.len()],
+            suppressed: [0; RejectReason::ALL.len()],
+        }
+    }
+
+    fn log(&mut self, r: &Rejected) {
+        let i = r.reason.index();
+        let now = Instant::now();
+        if self.last[i].is_some_and(|t| now.duration_since(t) < self.interval) {
+            self.suppressed[i] += 1;
+            return;
+        }
+        warn!(
+            reason = r.reason.as_str(),
+            detail = %r.detail,
+            partition = r.partition,
+            offset = r.offset,
+            suppressed_since_last_log = self.suppressed[i],
+            "message dead-lettered"
+        );
+        self.last[i] = Some(now);
+        self.suppressed[i] = 0;
+    }
+}
+
+struct Worker {
+    consumer: BaseConsumer<SourceContext>,
+    topic: String,
+    decoder: Decoder,
+    settings: IngestConfig,
+    commit_interval: Duration,
+    mode: RunMode,
+    metrics: Arc<IngestMetrics>,
+    stop: Arc<AtomicBool>,
+    batch_tx: Option<tmpsc::Sender<IngestBatch>>,
+    ack_rx: mpsc::Receiver<Ack>,
+}
+
+/// The batch being filled.
+struct Pending {
+    builder: EventBatchBuilder,
+    rejects: Vec<Rejected>,
+    offsets: BTreeMap<i32, i64>,
+    messages: u64,
+    bytes: u64,
+    opened: Option<Instant>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+}
+
+/// Progress of a bounded run: which assigned partitions reached their end.
+#[derive(Default)]
+struct EndTracker {
+    at_end: BTreeSet<i32>,
+}
+
+impl Worker {
+    fn run(mut self) -> Result<SourceSummary, IngestError> {
+        let mut log_limiter = ReasonLogLimiter::new(self.settings.dead_letter_log_interval);
+        let mut pending = Pending {
+            builder: EventBatchBuilder::with_capacity(self.settings.batch_rows_max.min(65_536)),
+            rejects: Vec::new(),
+            offsets: BTreeMap::new(),
+            messages: 0,
+            bytes: 0,
+            opened: None,
+        };
+        let mut summary = SourceSummary::default();
+        let mut ends = EndTracker::default();
+        let mut next_commit = Instant::now() + self.commit_interval;
+        let mut seq = 0u64;
+        let mut stored_since_commit = false;
+        let poll_max = Duration::from_millis(100);
+        let mut queue_open = true;
+
+        while !self.stop.load(Ordering::SeqCst) {
+            stored_since_commit |= self.drain_acks(&mut summary, None);
+            if stored_since_commit && Instant::now() >= next_commit {
+                commit(&self.consumer, &self.metrics, CommitMode::Async);
+                stored_since_commit = false;
+                next_commit = Instant::now() + self.commit_interval;
+            }
+            let timeout = match pending.opened {
+                Some(t) => self
+                    .settings
+                    .batch_wait_max
+                    .saturating_sub(t.elapsed())
+                    .min(poll_max),
+                None => poll_max,
+            };
+            match self.consumer.poll(timeout) {
+                None => {}
+                Some(Ok(msg)) => {
+                    self.take(&msg, &mut pending, &mut log_limiter);
+                    if pending.builder.len() >= self.settings.batch_rows_max {
+                        queue_open = self.emit(&mut pending, &mut seq, BatchTrigger::rows);
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    ends.at_end.insert(p);
+                    debug!(partition = p, "partition at end");
+                }
+                Some(Err(e)) => {
+                    self.metrics.consumer_errors.inc();
+                    warn!(error = %e, "Kafka consumer error (librdkafka retries)");
+                }
+            }
+            if !queue_open {
+                break;
+            }
+            if pending
+                .opened
+                .is_some_and(|t| t.elapsed() >= self.settings.batch_wait_max)
+            {
+                queue_open = self.emit(&mut pending, &mut seq, BatchTrigger::wait);
+            }
+            if self.mode == RunMode::UntilEnd && self.all_at_end(&ends) {
+                info!("bounded run: every partition reached its end");
+                break;
+            }
+        }
+        let trigger = if self.stop.load(Ordering::SeqCst) {
+            BatchTrigger::shutdown
+        } else {
+            BatchTrigger::end
+        };
+        if queue_open {
+            self.emit(&mut pending, &mut seq, trigger);
+        }
+        summary.batches_emitted = seq;
+        // Closing the queue tells the pipeline no more batches come.
+        drop(self.batch_tx.take());
+        let deadline = Instant::now() + self.settings.shutdown_timeout;
+        while summary.batches_acked < summary.batches_emitted {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.drain_acks(&mut summary, Some(left)) {
+                if summary.batches_acked < summary.batches_emitted {
+                    warn!(
+                        outstanding = summary.batches_emitted - summary.batches_acked,
+                        "shutting down with unacknowledged batches; they will be read again on restart"
+                    );
+                }
+                break;
+            }
+        }
+        commit(&self.consumer, &self.metrics, CommitMode::Sync);
+        summary.committed = self.committed();
+        info!(batches = summary.batches_emitted, committed = ?summary.committed, "ingest stopped");
+        Ok(summary)
+    }
+
+    /// Stores acknowledged offsets. With `wait`, blocks up to that long for one ack.
+    /// Returns whether anything was stored (or, when waiting, whether an ack arrived).
+    fn drain_acks(&self, summary: &mut SourceSummary, wait: Option<Duration>) -> bool {
+        let mut any = false;
+        if let Some(w) = wait {
+            match self.ack_rx.recv_timeout(w) {
+                Ok(ack) => {
+                    self.store(&ack);
+                    summary.batches_acked += 1;
+                    any = true;
+                }
+                Err(_) => return false,
+            }
+        }
+        while let Ok(ack) = self.ack_rx.try_recv() {
+            self.store(&ack);
+            summary.batches_acked += 1;
+            any = true;
+        }
+        any
+    }
+
+    fn store(&self, ack: &Ack) {
+        if ack.offsets.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for o in &ack.offsets {
+            if let Err(e) =
+                tpl.add_partition_offset(&self.topic, o.partition, Offset::Offset(o.next_offset))
+            {
+                warn!(error = %e, "could not build offset list");
+            }
+        }
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            self.metrics.offsets_store_failures.inc();
+            warn!(error = %e, "could not store offsets (partition revoked?); its new owner re-reads them");
+        }
+    }
+
+    fn take(
+        &self,
+        msg: &rdkafka::message::BorrowedMessage<'_>,
+        p: &mut Pending,
+        log_limiter: &mut ReasonLogLimiter,
+    ) {
+        let payload = msg.payload();
+        let len = payload.map_or(0, <[u8]>::len) as u64;
+        self.metrics.messages.inc();
+        self.metrics.bytes.inc_by(len);
+        if p.opened.is_none() {
+            p.opened = Some(Instant::now());
+        }
+        p.messages += 1;
+        p.bytes += len;
+        p.offsets.insert(msg.partition(), msg.offset() + 1);
+        let now = chrono::Utc::now().timestamp_micros();
+        match self
+            .decoder
+            .decode_into(payload, now, &mut p.builder, msg.partition(), msg.offset())
+        {
+            Ok(()) => {
+                self.metrics.events_decoded.inc();
+            }
+            Err(reject) => {
+                let r = Rejected {
+                    reason: reject.reason,
+                    detail: reject.detail,
+                    topic: msg.topic().to_string(),
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: payload.map(<[u8]>::to_vec),
+                    headers: msg
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    timestamp_ms: msg.timestamp().to_millis(),
+                };
+                log_limiter.log(&r);
+                p.rejects.push(r);
+            }
+        }
+    }
+
+    /// Sends the pending batch (if any) downstream. Returns false when the pipeline is gone.
+    fn emit(&self, p: &mut Pending, seq: &mut u64, trigger: BatchTrigger) -> bool {
+        if p.is_empty() {
+            return true;
+        }
+        let events = match p.builder.finish() {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "internal: could not finish a batch; stopping ingest");
+                return false;
+            }
+        };
+        let batch = IngestBatch {
+            seq: *seq,
+            events,
+            rejects: std::mem::take(&mut p.rejects),
+            offsets: std::mem::take(&mut p.offsets)
+                .into_iter()
+                .map(|(partition, next_offset)| PartitionOffset {
+                    partition,
+                    next_offset,
+                })
+                .collect(),
+            messages: std::mem::take(&mut p.messages),
+            bytes: std::mem::take(&mut p.bytes),
+        };
+        p.opened = None;
+        *seq += 1;
+        self.metrics.count_batch(trigger);
+        let started = Instant::now();
+        let sent = self
+            .batch_tx
+            .as_ref()
+            .is_some_and(|tx| tx.blocking_send(batch).is_ok());
+        let waited = started.elapsed();
+        if waited > Duration::from_millis(1) {
+            self.metrics.queue_full_seconds.inc_by(waited.as_secs_f64());
+        }
+        sent
+    }
+
+    /// In a bounded run: is every partition of the topic assigned to us and at its end?
+    fn all_at_end(&self, ends: &EndTracker) -> bool {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return false;
+        };
+        let assigned = partitions_of(&assignment);
+        !assigned.is_empty() && assigned.iter().all(|p| ends.at_end.contains(p))
+    }
+
+    fn committed(&self) -> BTreeMap<i32, i64> {
+        let mut out = BTreeMap::new();
+        if let Ok(tpl) = self.consumer.committed(Duration::from_secs(5)) {
+            for e in tpl.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    out.insert(e.partition(), o);
+                }
+            }
+        }
+        out
+    }
+}
