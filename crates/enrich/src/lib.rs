@@ -1,0 +1,19 @@
+//! Per-event enrichment: Arrow batches of decoded events in, the same batches with added
+//! columns out.
+//!
+//! The first enrichment is sentiment ([`sentiment`]): an exact, allocation-free
+//! implementation of VADER 3.3.2 (Hutto & Gilbert, ICWSM 2014), the standard for short social
+//! text. [`sentiment::append_sentiment_columns`] adds its scores and label to a batch;
+//! [`sentiment::Scorer`] scores single texts; [`sentiment::score_lines`] is the engine of the
+//! `cluetrain sentiment` command. Its output is checked against the Python reference on
+//! thousands of texts (`tests/vader_oracle.rs`). Conversation linkage (who answers whom,
+//! first-response times) joins it here later.
+//!
+//! Enrichment never talks to Kafka, HTTP or files: the binary wires it between ingest and
+//! aggregate. Errors ([`EnrichError`]) only arise from batches that do not have the event
+//! schema, i.e. from wiring mistakes, never from the text itself.
+
+pub mod error;
+pub mod sentiment;
+
+pub use error::EnrichError;
