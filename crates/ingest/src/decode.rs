@@ -248,6 +248,17 @@ impl Decoder {
 }
 
 fn parse(text: &str) -> Result<WireEvent<'_>, Reject> {
+    // serde would also fill a struct from a JSON array of the right length; the schema says
+    // object, so anything else is refused before serde sees it.
+    if !text.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => Reject::new(
+                RejectReason::SchemaViolation,
+                "an event must be a JSON object",
+            ),
+            Err(e) => Reject::new(RejectReason::InvalidJson, e.to_string()),
+        });
+    }
     serde_json::from_str::<WireEvent<'_>>(text).map_err(|e| {
         let reason = match e.classify() {
             serde_json::error::Category::Data => RejectReason::SchemaViolation,
@@ -396,6 +407,13 @@ mod tests {
         assert_eq!(r(Some(b"{\"a\":\"\xff\"}")), RejectReason::InvalidUtf8);
         assert_eq!(r(Some(b"{\"event_id\":")), RejectReason::InvalidJson);
         assert_eq!(r(Some(b"[1,2]")), RejectReason::SchemaViolation);
+        let as_array = r#"["e1","x","post","2026-01-05T10:00:00Z","acme",{"id":"u","is_org":true},null,null,"t",null]"#;
+        assert_eq!(
+            r(Some(as_array.as_bytes())),
+            RejectReason::SchemaViolation,
+            "arrays are not events"
+        );
+        assert_eq!(r(Some(b"  nul")), RejectReason::InvalidJson);
         assert_eq!(
             r(Some(GOOD.replace("reply", "tweet").as_bytes())),
             RejectReason::SchemaViolation

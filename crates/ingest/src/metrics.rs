@@ -172,6 +172,14 @@ impl IngestMetrics {
             .get()
     }
 
+    pub(crate) fn count_dead_letter(&self, reason: RejectReason) {
+        self.dead_letters
+            .get_or_create(&ReasonLabels {
+                reason: ReasonLabel(reason),
+            })
+            .inc();
+    }
+
     pub(crate) fn count_batch(&self, trigger: BatchTrigger) {
         self.batches.get_or_create(&TriggerLabels { trigger }).inc();
     }

@@ -245,6 +245,9 @@ pub fn start(
         stop: stop.clone(),
         batch_tx: Some(batch_tx),
         ack_rx,
+        acked: 0,
+        stored_since_commit: false,
+        next_commit: Instant::now() + kafka.commit_interval,
     };
     let thread = std::thread::Builder::new()
         .name("cluetrain-ingest".into())
@@ -308,6 +311,11 @@ struct Worker {
     stop: Arc<AtomicBool>,
     batch_tx: Option<tmpsc::Sender<IngestBatch>>,
     ack_rx: mpsc::Receiver<Ack>,
+    /// Batches acknowledged so far.
+    acked: u64,
+    /// Offsets were stored since the last commit.
+    stored_since_commit: bool,
+    next_commit: Instant,
 }
 
 /// The batch being filled.
@@ -343,21 +351,13 @@ impl Worker {
             bytes: 0,
             opened: None,
         };
-        let mut summary = SourceSummary::default();
         let mut ends = EndTracker::default();
-        let mut next_commit = Instant::now() + self.commit_interval;
         let mut seq = 0u64;
-        let mut stored_since_commit = false;
         let poll_max = Duration::from_millis(100);
         let mut queue_open = true;
 
-        while !self.stop.load(Ordering::SeqCst) {
-            stored_since_commit |= self.drain_acks(&mut summary, None);
-            if stored_since_commit && Instant::now() >= next_commit {
-                commit(&self.consumer, &self.metrics, CommitMode::Async);
-                stored_since_commit = false;
-                next_commit = Instant::now() + self.commit_interval;
-            }
+        while queue_open && !self.stop.load(Ordering::SeqCst) {
+            self.service_acks(None);
             let timeout = match pending.opened {
                 Some(t) => self
                     .settings
@@ -368,12 +368,7 @@ impl Worker {
             };
             match self.consumer.poll(timeout) {
                 None => {}
-                Some(Ok(msg)) => {
-                    self.take(&msg, &mut pending, &mut log_limiter);
-                    if pending.builder.len() >= self.settings.batch_rows_max {
-                        queue_open = self.emit(&mut pending, &mut seq, BatchTrigger::rows);
-                    }
-                }
+                Some(Ok(msg)) => self.take(&msg, &mut pending, &mut log_limiter),
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     ends.at_end.insert(p);
                     debug!(partition = p, "partition at end");
@@ -383,10 +378,10 @@ impl Worker {
                     warn!(error = %e, "Kafka consumer error (librdkafka retries)");
                 }
             }
-            if !queue_open {
-                break;
-            }
-            if pending
+            // Count rejects too: a flood of bad input must not grow a batch without bound.
+            if pending.messages >= self.settings.batch_rows_max as u64 {
+                queue_open = self.emit(&mut pending, &mut seq, BatchTrigger::rows);
+            } else if pending
                 .opened
                 .is_some_and(|t| t.elapsed() >= self.settings.batch_wait_max)
             {
@@ -405,54 +400,57 @@ impl Worker {
         if queue_open {
             self.emit(&mut pending, &mut seq, trigger);
         }
-        summary.batches_emitted = seq;
         // Closing the queue tells the pipeline no more batches come.
         drop(self.batch_tx.take());
         let deadline = Instant::now() + self.settings.shutdown_timeout;
-        while summary.batches_acked < summary.batches_emitted {
+        while self.acked < seq {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || !self.drain_acks(&mut summary, Some(left)) {
-                if summary.batches_acked < summary.batches_emitted {
-                    warn!(
-                        outstanding = summary.batches_emitted - summary.batches_acked,
-                        "shutting down with unacknowledged batches; they will be read again on restart"
-                    );
-                }
+            if left.is_zero() || !self.service_acks(Some(left)) {
+                warn!(
+                    outstanding = seq - self.acked,
+                    "shutting down with unacknowledged batches; they will be read again on restart"
+                );
                 break;
             }
         }
         commit(&self.consumer, &self.metrics, CommitMode::Sync);
-        summary.committed = self.committed();
+        let summary = SourceSummary {
+            batches_emitted: seq,
+            batches_acked: self.acked,
+            committed: self.committed(),
+        };
         info!(batches = summary.batches_emitted, committed = ?summary.committed, "ingest stopped");
         Ok(summary)
     }
 
-    /// Stores acknowledged offsets. With `wait`, blocks up to that long for one ack.
-    /// Returns whether anything was stored (or, when waiting, whether an ack arrived).
-    fn drain_acks(&self, summary: &mut SourceSummary, wait: Option<Duration>) -> bool {
+    /// Stores acknowledged offsets and commits them when `kafka.commit_interval` is due.
+    /// With `wait`, blocks up to that long for an acknowledgement. Returns whether any arrived.
+    fn service_acks(&mut self, wait: Option<Duration>) -> bool {
         let mut any = false;
-        if let Some(w) = wait {
-            match self.ack_rx.recv_timeout(w) {
-                Ok(ack) => {
-                    self.store(&ack);
-                    summary.batches_acked += 1;
-                    any = true;
-                }
-                Err(_) => return false,
-            }
+        if let Some(w) = wait
+            && let Ok(ack) = self.ack_rx.recv_timeout(w)
+        {
+            self.store(&ack);
+            any = true;
         }
         while let Ok(ack) = self.ack_rx.try_recv() {
             self.store(&ack);
-            summary.batches_acked += 1;
             any = true;
+        }
+        if self.stored_since_commit && Instant::now() >= self.next_commit {
+            commit(&self.consumer, &self.metrics, CommitMode::Async);
+            self.stored_since_commit = false;
+            self.next_commit = Instant::now() + self.commit_interval;
         }
         any
     }
 
-    fn store(&self, ack: &Ack) {
+    fn store(&mut self, ack: &Ack) {
+        self.acked += 1;
         if ack.offsets.is_empty() {
             return;
         }
+        self.stored_since_commit = true;
         let mut tpl = TopicPartitionList::new();
         for o in &ack.offsets {
             if let Err(e) =
@@ -510,6 +508,7 @@ impl Worker {
                         .unwrap_or_default(),
                     timestamp_ms: msg.timestamp().to_millis(),
                 };
+                self.metrics.count_dead_letter(r.reason);
                 log_limiter.log(&r);
                 p.rejects.push(r);
             }
@@ -517,7 +516,7 @@ impl Worker {
     }
 
     /// Sends the pending batch (if any) downstream. Returns false when the pipeline is gone.
-    fn emit(&self, p: &mut Pending, seq: &mut u64, trigger: BatchTrigger) -> bool {
+    fn emit(&mut self, p: &mut Pending, seq: &mut u64, trigger: BatchTrigger) -> bool {
         if p.is_empty() {
             return true;
         }
@@ -545,11 +544,23 @@ impl Worker {
         p.opened = None;
         *seq += 1;
         self.metrics.count_batch(trigger);
+        let Some(tx) = self.batch_tx.clone() else {
+            return false;
+        };
         let started = Instant::now();
-        let sent = self
-            .batch_tx
-            .as_ref()
-            .is_some_and(|tx| tx.blocking_send(batch).is_ok());
+        let mut batch = batch;
+        // While the queue is full, keep storing acknowledgements and committing, so that
+        // backpressure never delays commits of work that is already done.
+        let sent = loop {
+            match tx.try_send(batch) {
+                Ok(()) => break true,
+                Err(tmpsc::error::TrySendError::Closed(_)) => break false,
+                Err(tmpsc::error::TrySendError::Full(b)) => {
+                    batch = b;
+                    self.service_acks(Some(Duration::from_millis(5)));
+                }
+            }
+        };
         let waited = started.elapsed();
         if waited > Duration::from_millis(1) {
             self.metrics.queue_full_seconds.inc_by(waited.as_secs_f64());

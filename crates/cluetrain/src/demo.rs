@@ -1,0 +1,169 @@
+//! `cluetrain demo`: the whole job in one process, with nothing installed.
+//!
+//! librdkafka's mock cluster plays the broker (it speaks the Kafka protocol, with consumer
+//! groups and commits). It must stay on the thread that created it, so this function owns it
+//! on the calling thread and runs everything else on a Tokio runtime and a producer thread.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ingest::RunMode;
+use model::config::Config;
+use rdkafka::mocking::MockCluster;
+
+use crate::cli::DemoArgs;
+use crate::generate::{Generator, GeneratorOptions, Pacing, produce};
+use crate::pipeline::{self, Observers};
+use crate::stats::Snapshot;
+
+/// Runs the demo until Ctrl-C or `--duration`.
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let mut config = Config::default();
+    let cluster = MockCluster::new(1).context("starting the embedded Kafka broker")?;
+    let partitions = 4;
+    cluster
+        .create_topic(&config.kafka.input_topic, partitions, 1)
+        .context("creating the input topic")?;
+    cluster
+        .create_topic(&config.kafka.dead_letter_topic, 1, 1)
+        .context("creating the dead-letter topic")?;
+    config.kafka.bootstrap_servers = cluster.bootstrap_servers();
+    config.kafka.group_id = "cluetrain-demo".into();
+    // The demo fast-forwards event time; allow it to run ahead of the wall clock.
+    config.ingest.event_time_future_max = Duration::from_secs(365 * 24 * 3600);
+    crate::telemetry::init(&model::config::LogConfig {
+        filter: "warn".into(),
+        ..config.log.clone()
+    })?;
+
+    let now = chrono::Utc::now().timestamp_micros();
+    let gen_opts = GeneratorOptions {
+        seed: args.seed,
+        start_micros: now - 12 * 3600 * 1_000_000,
+        events_per_second: args.events_per_second,
+        poison_rate: 0.002,
+        ..GeneratorOptions::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let kafka = config.kafka.clone();
+        let topic = config.kafka.input_topic.clone();
+        let stop = stop.clone();
+        let speedup = args.speedup;
+        std::thread::Builder::new()
+            .name("demo-generator".into())
+            .spawn(move || {
+                produce(
+                    &kafka,
+                    &topic,
+                    Generator::new(gen_opts),
+                    None,
+                    Pacing::EventTime { speedup },
+                    stop,
+                    |_| {},
+                )
+            })?
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let observers = Observers::default();
+    let plain = args.plain || !std::io::stdout().is_terminal();
+    let header = format!(
+        "cluetrain demo: embedded Kafka at {} | topic {} ({partitions} partitions) | speedup {}x | Ctrl-C to stop",
+        config.kafka.bootstrap_servers, config.kafka.input_topic, args.speedup
+    );
+    let duration = args.duration;
+    let result = runtime.block_on(async {
+        let started = Instant::now();
+        let shutdown = async move {
+            match duration {
+                Some(d) => tokio::select! {
+                    () = pipeline::shutdown_signal() => {},
+                    () = tokio::time::sleep(d) => {},
+                },
+                None => pipeline::shutdown_signal().await,
+            }
+        };
+        let live = observers.live.clone();
+        let header2 = header.clone();
+        let printer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(if plain { 5 } else { 1 }));
+            loop {
+                tick.tick().await;
+                let s = live.snapshot();
+                let text = render(&header2, &s, started.elapsed());
+                let mut out = std::io::stdout().lock();
+                if plain {
+                    let _ = writeln!(out, "{}", summary_line(&s));
+                } else {
+                    // Clear the screen and draw from the top left.
+                    let _ = write!(out, "\x1b[2J\x1b[H{text}");
+                }
+                let _ = out.flush();
+            }
+        });
+        let report = pipeline::run(&config, RunMode::Continuous, observers.clone(), shutdown).await;
+        printer.abort();
+        report
+    });
+    stop.store(true, Ordering::Relaxed);
+    let produced = producer
+        .join()
+        .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
+    let report = result?;
+    let s = observers.live.snapshot();
+    println!("\n{}", render(&header, &s, Duration::ZERO));
+    println!(
+        "stopped cleanly: {} messages produced, {} events decoded, {} dead-lettered, offsets committed {:?}",
+        produced.sent, report.events, report.dead_letters, report.source.committed
+    );
+    drop(cluster);
+    Ok(())
+}
+
+fn summary_line(s: &Snapshot) -> String {
+    format!(
+        "events={} dead_letters={} rate={:.0} msg/s brands={}",
+        s.events,
+        s.dead_letters,
+        s.messages_per_second,
+        s.brands.len()
+    )
+}
+
+fn render(header: &str, s: &Snapshot, elapsed: Duration) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "{header}");
+    if !elapsed.is_zero() {
+        let _ = writeln!(t, "running {:.0}s", elapsed.as_secs_f64());
+    }
+    let _ = writeln!(t, "\n{}\n", summary_line(s));
+    let _ = writeln!(
+        t,
+        "{:<18} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}",
+        "brand", "events", "mentions", "DMs", "posts", "replies", "by org"
+    );
+    for (brand, c) in &s.brands {
+        let k = |name: &str| c.by_kind.get(name).copied().unwrap_or(0);
+        let _ = writeln!(
+            t,
+            "{:<18} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}",
+            brand,
+            c.events,
+            k("mention"),
+            k("direct_message"),
+            k("post"),
+            k("reply") + k("comment"),
+            c.by_org
+        );
+    }
+    t
+}

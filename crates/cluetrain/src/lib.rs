@@ -1,0 +1,13 @@
+//! The `cluetrain` binary's library: CLI, configuration loading, wiring of the stages, the
+//! traffic generator and the demo.
+//!
+//! The stage crates (`ingest`, `enrich`, `aggregate`) do not know each other; this crate is
+//! the only place they meet ([`pipeline`]). Kafka security, HTTP and files stay at the edges.
+
+pub mod cli;
+pub mod demo;
+pub mod generate;
+pub mod pipeline;
+pub mod settings;
+pub mod stats;
+pub mod telemetry;

@@ -1,0 +1,154 @@
+//! `cluetrain`: see `cluetrain --help` and the README.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use clap::Parser;
+use cluetrain::cli::{Cli, Command, ConfigArgs, GenerateArgs, RunArgs};
+use cluetrain::generate::{Generator, GeneratorOptions, Pacing, produce};
+use cluetrain::pipeline::{self, Observers};
+use cluetrain::settings::{self, LoadError};
+use ingest::RunMode;
+
+/// Exit status for configuration errors (sysexits' EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Config(args) => config(&args),
+        Command::Generate(args) => generate(&args),
+        Command::Demo(args) => cluetrain::demo::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Sentiment => sentiment(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(le) = e.downcast_ref::<LoadError>() {
+                eprintln!("error: {le}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let config = settings::load(args.source.config.as_deref())?;
+    cluetrain::telemetry::init(&config.log)?;
+    let mode = if args.until_end {
+        RunMode::UntilEnd
+    } else {
+        RunMode::Continuous
+    };
+    let report = runtime()?.block_on(pipeline::run(
+        &config,
+        mode,
+        Observers::default(),
+        pipeline::shutdown_signal(),
+    ))?;
+    println!(
+        "{{\"batches\":{},\"events\":{},\"dead_letters\":{}}}",
+        report.batches, report.events, report.dead_letters
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    if args.print_default {
+        print!("{}", settings::DEFAULT_TOML);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = settings::load(args.source.config.as_deref())?;
+    if args.show {
+        print!(
+            "{}",
+            toml::to_string_pretty(&config).context("rendering the configuration")?
+        );
+    } else {
+        println!("configuration is valid");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    let config = settings::load(args.source.config.as_deref())?;
+    cluetrain::telemetry::init(&config.log)?;
+    let start_micros = if args.start == "now" {
+        chrono::Utc::now().timestamp_micros()
+    } else {
+        chrono::DateTime::parse_from_rfc3339(&args.start)
+            .with_context(|| {
+                format!(
+                    "--start {:?} is not RFC 3339 (e.g. 2026-01-05T10:00:00Z) or \"now\"",
+                    args.start
+                )
+            })?
+            .timestamp_micros()
+    };
+    if !(0.0..=1.0).contains(&args.poison_rate) {
+        anyhow::bail!("--poison-rate must be between 0 and 1");
+    }
+    let opts = GeneratorOptions {
+        seed: args.seed,
+        start_micros,
+        events_per_second: args.events_per_second,
+        brands: args.brands,
+        poison_rate: args.poison_rate,
+        ..GeneratorOptions::default()
+    };
+    let pacing = match (args.rate, args.speedup) {
+        (Some(r), _) => Pacing::Rate(r),
+        (None, Some(s)) => Pacing::EventTime { speedup: s },
+        (None, None) => Pacing::Unpaced,
+    };
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| config.kafka.input_topic.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let rt = runtime()?;
+    rt.spawn(async move {
+        pipeline::shutdown_signal().await;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let started = std::time::Instant::now();
+    let report = produce(
+        &config.kafka,
+        &topic,
+        Generator::new(opts),
+        args.count,
+        pacing,
+        stop,
+        |n| {
+            eprintln!(
+                "{n} messages sent ({:.0}/s)",
+                n as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            );
+        },
+    )?;
+    println!(
+        "{{\"sent\":{},\"delivered\":{},\"failed\":{}}}",
+        report.sent, report.delivered, report.failed
+    );
+    if report.failed > 0 {
+        anyhow::bail!("{} messages were not delivered to {topic:?}", report.failed);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sentiment() -> anyhow::Result<ExitCode> {
+    anyhow::bail!("sentiment scoring is not wired yet")
+}

@@ -1,0 +1,256 @@
+//! Project automation, run as `cargo xtask <task>` (see `.cargo/config.toml`).
+//!
+//! * `test`: everything CI runs after fmt and clippy. Checks the crate layering, installs the
+//!   Kafka-compatible broker Tansu into a cache directory if missing (pinned version), starts it
+//!   on a free loopback port, creates the topics, runs every test of the workspace with the
+//!   broker address in `CLUETRAIN_TEST_BROKERS`, and stops the broker, also when tests fail.
+//! * `bench`: the Criterion benches of `benches/`.
+//! * `vader-oracle`: regenerates the VADER reference scores with the Python package.
+//! * `check-layers`: only the layering check.
+//!
+//! The cache directory is `$CLUETRAIN_CACHE`, default `$HOME/.cache/cluetrain`; CI keeps it
+//! between runs so the broker is built once.
+
+mod vader;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The pinned Tansu release and the features its memory storage needs.
+const TANSU_VERSION: &str = "0.6.0";
+const TANSU_FEATURES: &str = "dynostore";
+
+/// Topics the default configuration uses: (name, partitions).
+const TOPICS: &[(&str, u32)] = &[("social-events", 4), ("cluetrain-dead-letters", 1)];
+
+/// Stage crates that must not depend on each other.
+const STAGES: &[&str] = &["ingest", "enrich", "aggregate"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((t, rest)) => (t.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match task {
+        "test" => test(rest),
+        "bench" => bench(rest),
+        "vader-oracle" => vader::run(rest).map(|()| ExitCode::SUCCESS),
+        "check-layers" => check_layers().map(|()| ExitCode::SUCCESS),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n  test          fmt-independent full test run with a real Kafka broker (Tansu)\n  bench         Criterion benchmarks per stage\n  vader-oracle  regenerate the VADER reference scores (Python vaderSentiment 3.3.2)\n  check-layers  check that ingest, enrich and aggregate do not depend on each other"
+            );
+            Ok(if task == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask {task}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    // crates/xtask → the workspace root is two levels up.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// `$CLUETRAIN_CACHE`, default `$HOME/.cache/cluetrain`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CLUETRAIN_CACHE") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("cluetrain")
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+fn status(mut c: Command, what: &str) -> anyhow::Result<bool> {
+    let s = c.status().with_context(|| format!("running {what}"))?;
+    Ok(s.success())
+}
+
+fn check_layers() -> anyhow::Result<()> {
+    step("checking that the stage crates do not depend on each other");
+    for stage in STAGES {
+        let out = cargo()
+            .args(["tree", "--quiet", "-p", stage, "-e", "normal,build,dev", "--prefix", "none", "--format", "{p}"])
+            .output()
+            .context("running cargo tree")?;
+        if !out.status.success() {
+            bail!("cargo tree -p {stage} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        for other in STAGES.iter().filter(|o| *o != stage) {
+            if tree.lines().any(|l| l.starts_with(&format!("{other} v"))) {
+                bail!(
+                    "layering violation: {stage} depends on {other}. Stage crates meet only in `model` and are wired by the `cluetrain` binary (ARCHITECTURE.md)."
+                );
+            }
+        }
+    }
+    eprintln!("ok: {} are independent", STAGES.join(", "));
+    Ok(())
+}
+
+fn tansu_bin() -> PathBuf {
+    cache_dir().join("tools").join(format!("tansu-{TANSU_VERSION}")).join("bin").join("tansu")
+}
+
+fn ensure_tansu() -> anyhow::Result<PathBuf> {
+    let bin = tansu_bin();
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    step(&format!("installing Tansu {TANSU_VERSION} into {} (first run only; ~15 minutes on 2 cores)", bin.display()));
+    let root = bin.parent().and_then(Path::parent).context("tansu path has no root")?;
+    let mut c = cargo();
+    c.args(["install", "tansu", "--version", TANSU_VERSION, "--locked", "--features", TANSU_FEATURES, "--root"])
+        .arg(root)
+        // A target directory of its own: the broker's build must not fight over ours.
+        .env("CARGO_TARGET_DIR", cache_dir().join("tools").join("tansu-build"));
+    if !status(c, "cargo install tansu")? || !bin.is_file() {
+        bail!("installing Tansu failed; see the cargo output above");
+    }
+    Ok(bin)
+}
+
+/// A running broker, stopped when dropped (also on error and panic paths).
+struct Broker {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("==> broker at {} stopped", self.address);
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn start_broker(bin: &Path, log_dir: &Path) -> anyhow::Result<Broker> {
+    let port = free_port()?;
+    let address = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{address}");
+    std::fs::create_dir_all(log_dir)?;
+    let log_path = log_dir.join("tansu.log");
+    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    step(&format!("starting Tansu on {address} (log: {})", log_path.display()));
+    let child = Command::new(bin)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        .env_remove("LISTENER_URL")
+        .env_remove("ADVERTISED_LISTENER_URL")
+        .env_remove("STORAGE_ENGINE")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let broker = Broker { child, address };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&broker.address).is_err() {
+        if Instant::now() > deadline {
+            bail!("Tansu did not accept connections on {} within 30s; see {}", broker.address, log_path.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (topic, partitions) in TOPICS {
+        let out = Command::new(bin)
+            .args(["topic", "create", topic, "--partitions", &partitions.to_string(), "--broker", &url])
+            .output()
+            .context("running tansu topic create")?;
+        if !out.status.success() {
+            bail!("creating topic {topic}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok(broker)
+}
+
+fn target_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        let p = PathBuf::from(d);
+        return Ok(if p.is_absolute() { p } else { workspace_root().join(p) });
+    }
+    let out = cargo().args(["metadata", "--format-version", "1", "--no-deps"]).output().context("running cargo metadata")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = "\"target_directory\":\"";
+    let start = text.find(key).context("cargo metadata has no target_directory")? + key.len();
+    let end = text[start..].find('"').context("malformed cargo metadata")? + start;
+    Ok(PathBuf::from(&text[start..end]))
+}
+
+fn has_nextest() -> bool {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    check_layers()?;
+    let tansu = ensure_tansu()?;
+    step("building the cluetrain binary used by the CLI tests");
+    if !status({
+        let mut c = cargo();
+        c.args(["build", "--package", "cluetrain", "--bin", "cluetrain"]);
+        c
+    }, "cargo build")? {
+        bail!("building cluetrain failed");
+    }
+    let target = target_dir()?;
+    let bin = target.join("debug").join("cluetrain");
+    let broker = start_broker(&tansu, &target.join("xtask"))?;
+    let env = [("CLUETRAIN_TEST_BROKERS", broker.address.clone()), ("CLUETRAIN_BIN", bin.display().to_string())];
+
+    let mut ok = true;
+    if has_nextest() {
+        step("running every test (cargo nextest)");
+        let mut c = cargo();
+        c.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(extra).envs(env.clone());
+        ok &= status(c, "cargo nextest run")?;
+        step("running doc tests (nextest does not run them)");
+        let mut c = cargo();
+        c.args(["test", "--workspace", "--doc"]).envs(env.clone());
+        ok &= status(c, "cargo test --doc")?;
+    } else {
+        step("running every test (cargo test; install cargo-nextest for parallel runs)");
+        let mut c = cargo();
+        c.args(["test", "--workspace", "--no-fail-fast"]).args(extra).envs(env.clone());
+        ok &= status(c, "cargo test")?;
+    }
+    drop(broker);
+    eprintln!("\n==> cargo xtask test: {} in {:.0}s", if ok { "passed" } else { "FAILED" }, started.elapsed().as_secs_f64());
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn bench(extra: &[String]) -> anyhow::Result<ExitCode> {
+    step("running the Criterion benches of benches/ (release profile)");
+    let mut c = cargo();
+    c.args(["bench", "--package", "cluetrain-benches"]).args(extra);
+    Ok(if status(c, "cargo bench")? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

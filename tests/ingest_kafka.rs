@@ -1,0 +1,317 @@
+//! Ingest on a real broker (Tansu, started by `cargo xtask test`): what was produced is what
+//! was decoded, poison messages land in the dead-letter topic with their reasons and original
+//! bytes, and offsets are committed only for acknowledged batches, so a restarted consumer
+//! resumes exactly where processing ended.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use cluetrain::pipeline::{self, Observers};
+use cluetrain_tests::{
+    Outgoing, committed, config, create_topic, generated, header, produce, read_all, unique,
+};
+use ingest::dead_letter::header as dlq;
+use ingest::source::{self, RunMode};
+use ingest::{IngestMetrics, RejectReason};
+use model::schema::col;
+use rdkafka::Message;
+
+async fn recv(
+    rx: &mut tokio::sync::mpsc::Receiver<ingest::IngestBatch>,
+) -> Option<ingest::IngestBatch> {
+    tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("a batch within 60s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoded_batches_match_what_was_produced() {
+    let topic = unique("in");
+    create_topic(&topic, 3).await;
+    let events = generated(7, 500);
+    let msgs: Vec<Outgoing> = events.iter().map(|(m, _)| m.clone()).collect();
+    let coords = produce(&topic, &msgs).await;
+
+    let mut cfg = config(&topic, &unique("dlq"));
+    cfg.ingest.batch_rows_max = 64;
+    let metrics = Arc::new(IngestMetrics::default());
+    let (handle, mut rx) =
+        source::start(&cfg.kafka, &cfg.ingest, RunMode::UntilEnd, metrics.clone()).unwrap();
+    let acker = handle.acker();
+    let mut seen: HashMap<String, (i32, i64, String, String, String)> = HashMap::new();
+    while let Some(batch) = recv(&mut rx).await {
+        assert!(
+            batch.events.num_rows() <= 64,
+            "batch_rows_max bounds every batch"
+        );
+        assert!(batch.rejects.is_empty());
+        let b = &batch.events;
+        let ids = b.column_by_name(col::EVENT_ID).unwrap().as_string::<i32>();
+        let brands = b.column_by_name(col::BRAND).unwrap().as_string::<i32>();
+        let texts = b.column_by_name(col::TEXT).unwrap().as_string::<i32>();
+        let kinds = b.column_by_name(col::KIND).unwrap().as_string::<i32>();
+        let parts = b
+            .column_by_name(col::KAFKA_PARTITION)
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        let offs = b
+            .column_by_name(col::KAFKA_OFFSET)
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let prev = seen.insert(
+                ids.value(i).to_string(),
+                (
+                    parts.value(i),
+                    offs.value(i),
+                    brands.value(i).into(),
+                    texts.value(i).into(),
+                    kinds.value(i).into(),
+                ),
+            );
+            assert!(
+                prev.is_none(),
+                "each message decoded once: {}",
+                ids.value(i)
+            );
+        }
+        acker.ack(&batch);
+    }
+    let summary = tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(seen.len(), events.len(), "every produced event was decoded");
+    for ((_, e), (p, o)) in events.iter().zip(&coords) {
+        let (sp, so, brand, text, kind) = &seen[&e.event_id];
+        assert_eq!((sp, so), (p, o), "Kafka coordinates of {}", e.event_id);
+        assert_eq!(brand, &e.brand);
+        assert_eq!(text, &e.text);
+        assert_eq!(kind, e.kind.as_str());
+    }
+    // Everything was acknowledged, so everything is committed: end offset per partition.
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for (p, o) in &coords {
+        let e = ends.entry(*p).or_default();
+        *e = (*e).max(o + 1);
+    }
+    assert_eq!(summary.committed, ends);
+    assert_eq!(
+        committed(&cfg.kafka.group_id, &topic, 3),
+        ends,
+        "the group's committed offsets"
+    );
+    assert_eq!(metrics.events_decoded.get(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_reach_the_dead_letter_topic_with_their_reason() {
+    let topic = unique("in");
+    let dead = unique("dlq");
+    create_topic(&topic, 2).await;
+    create_topic(&dead, 1).await;
+    let valid = generated(11, 200);
+    let good = String::from_utf8(valid[0].0.payload.clone().unwrap()).unwrap();
+    let mut poison: Vec<(RejectReason, Outgoing)> = vec![
+        (
+            RejectReason::InvalidUtf8,
+            Outgoing::new("acme", b"{\"text\":\"\xff\xfe\"}".to_vec()),
+        ),
+        (
+            RejectReason::InvalidJson,
+            Outgoing::new("acme", &good.as_bytes()[..good.len() / 2]),
+        ),
+        (
+            RejectReason::InvalidJson,
+            Outgoing::new("acme", "not json at all"),
+        ),
+        (
+            RejectReason::SchemaViolation,
+            Outgoing::new("acme", good.replacen("\"brand\"", "\"brnd\"", 1)),
+        ),
+        (
+            RejectReason::SchemaViolation,
+            Outgoing::new("acme", r#"{"event_id":"x","kind":"tweet"}"#),
+        ),
+        (
+            RejectReason::SchemaViolation,
+            Outgoing::new("acme", "[1,2,3]"),
+        ),
+        (
+            RejectReason::Oversized,
+            Outgoing::new("acme", format!("{{\"pad\":\"{}\"}}", "x".repeat(20_000))),
+        ),
+        (
+            RejectReason::TimestampOutOfRange,
+            Outgoing::new(
+                "acme",
+                good.replacen(&valid[0].1.created_at, "1999-12-31T23:59:59Z", 1),
+            ),
+        ),
+        (
+            RejectReason::EmptyPayload,
+            Outgoing {
+                key: Some(b"acme".to_vec()),
+                payload: None,
+                headers: vec![],
+            },
+        ),
+    ];
+    for (i, (_, m)) in poison.iter_mut().enumerate() {
+        m.headers
+            .push(("trace-id".into(), format!("t-{i}").into_bytes()));
+    }
+    let mut all: Vec<Outgoing> = valid.iter().map(|(m, _)| m.clone()).collect();
+    // Interleave: poison in the middle of good traffic must not stop or lose anything.
+    for (i, (_, m)) in poison.iter().enumerate() {
+        all.insert(10 + i * 20, m.clone());
+    }
+    let coords = produce(&topic, &all).await;
+
+    let mut cfg = config(&topic, &dead);
+    cfg.ingest.message_bytes_max = 16_384;
+    let observers = Observers::default();
+    let report = pipeline::run(
+        &cfg,
+        RunMode::UntilEnd,
+        observers.clone(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.events, 200);
+    assert_eq!(report.dead_letters, poison.len() as u64);
+
+    let letters = read_all(&dead, poison.len(), Duration::from_secs(30));
+    assert_eq!(
+        letters.len(),
+        poison.len(),
+        "every poison message was dead-lettered"
+    );
+    for (i, (reason, m)) in poison.iter().enumerate() {
+        let trace = format!("t-{i}");
+        let l = letters
+            .iter()
+            .find(|l| header(l, "trace-id").as_deref() == Some(trace.as_str()))
+            .unwrap_or_else(|| {
+                panic!("dead letter {trace} ({reason}) missing; original headers are kept")
+            });
+        assert_eq!(
+            header(l, dlq::REASON).as_deref(),
+            Some(reason.as_str()),
+            "{trace}"
+        );
+        assert!(header(l, dlq::DETAIL).is_some_and(|d| !d.is_empty()));
+        assert_eq!(
+            l.payload(),
+            m.payload.as_deref(),
+            "original bytes of {trace}"
+        );
+        assert_eq!(l.key(), Some(&b"acme"[..]));
+        let pos = all.iter().position(|a| a.headers == m.headers).unwrap();
+        assert_eq!(
+            header(l, dlq::SOURCE_TOPIC).as_deref(),
+            Some(topic.as_str())
+        );
+        assert_eq!(
+            header(l, dlq::SOURCE_PARTITION),
+            Some(coords[pos].0.to_string())
+        );
+        assert_eq!(
+            header(l, dlq::SOURCE_OFFSET),
+            Some(coords[pos].1.to_string())
+        );
+    }
+    for reason in RejectReason::ALL {
+        let expected = poison.iter().filter(|(r, _)| *r == reason).count() as u64;
+        assert_eq!(
+            observers.ingest.dead_letters_for(reason),
+            expected,
+            "counted per reason: {reason}"
+        );
+    }
+    // The dead-lettered messages' offsets are committed too: nothing is read twice.
+    let total: i64 = committed(&cfg.kafka.group_id, &topic, 2).values().sum();
+    assert_eq!(total, all.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_at_the_last_acknowledged_batch() {
+    let topic = unique("in");
+    create_topic(&topic, 1).await;
+    let msgs: Vec<Outgoing> = generated(3, 100).into_iter().map(|(m, _)| m).collect();
+    produce(&topic, &msgs).await;
+
+    let mut cfg = config(&topic, &unique("dlq"));
+    cfg.ingest.batch_rows_max = 10;
+    cfg.ingest.batch_wait_max = Duration::from_secs(30); // batches close on rows only
+    cfg.ingest.shutdown_timeout = Duration::from_secs(1);
+    cfg.kafka.commit_interval = Duration::from_millis(50);
+
+    // First run: four batches arrive, only three are acknowledged, then the process "stops".
+    let metrics = Arc::new(IngestMetrics::default());
+    let (handle, mut rx) = source::start(
+        &cfg.kafka,
+        &cfg.ingest,
+        RunMode::Continuous,
+        metrics.clone(),
+    )
+    .unwrap();
+    let acker = handle.acker();
+    for i in 0..4 {
+        let b = recv(&mut rx).await.unwrap();
+        assert_eq!(
+            b.offsets,
+            vec![ingest::PartitionOffset {
+                partition: 0,
+                next_offset: (i + 1) * 10
+            }]
+        );
+        if i < 3 {
+            acker.ack(&b);
+        }
+    }
+    // Give the periodic commit a chance to run ahead, if it could: it must not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        committed(&cfg.kafka.group_id, &topic, 1),
+        BTreeMap::from([(0, 30)])
+    );
+    handle.stop();
+    drop(rx);
+    let first = tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.committed,
+        BTreeMap::from([(0, 30)]),
+        "unacknowledged batches are never committed"
+    );
+
+    // Second run, same group: resumes at offset 30 and reads the rest exactly once.
+    let (handle, mut rx) =
+        source::start(&cfg.kafka, &cfg.ingest, RunMode::UntilEnd, metrics).unwrap();
+    let acker = handle.acker();
+    let mut offsets = Vec::new();
+    while let Some(b) = recv(&mut rx).await {
+        let offs = b
+            .events
+            .column_by_name(col::KAFKA_OFFSET)
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        offsets.extend(offs.values().iter().copied());
+        acker.ack(&b);
+    }
+    let second = tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(offsets, (30..100).collect::<Vec<i64>>());
+    assert_eq!(second.committed, BTreeMap::from([(0, 100)]));
+}

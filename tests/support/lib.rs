@@ -1,0 +1,217 @@
+//! Helpers for the integration tests: the broker `cargo xtask test` started, unique topics,
+//! producing and reading back with a real rdkafka client.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // helpers fail the test by panicking
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use model::config::Config;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// The broker address from `cargo xtask test`. Fails the test with instructions if unset.
+pub fn brokers() -> String {
+    match std::env::var("CLUETRAIN_TEST_BROKERS") {
+        Ok(b) if !b.is_empty() => b,
+        _ => panic!(
+            "CLUETRAIN_TEST_BROKERS is not set: run the integration tests with `cargo xtask test`, \
+             which starts a Kafka-compatible broker (Tansu) and sets it"
+        ),
+    }
+}
+
+/// The cluetrain binary built by `cargo xtask test`.
+pub fn cluetrain_bin() -> std::path::PathBuf {
+    match std::env::var_os("CLUETRAIN_BIN") {
+        Some(p) => p.into(),
+        None => {
+            panic!("CLUETRAIN_BIN is not set: run the integration tests with `cargo xtask test`")
+        }
+    }
+}
+
+/// A topic name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates `name` with `partitions` partitions (Tansu does not auto-create topics).
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let res = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create_topics request");
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+/// A message to produce.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Payload; `None` for a tombstone.
+    pub payload: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Outgoing {
+    /// A keyed message without headers.
+    pub fn new(key: &str, payload: impl Into<Vec<u8>>) -> Self {
+        Outgoing {
+            key: Some(key.as_bytes().to_vec()),
+            payload: Some(payload.into()),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Produces `messages` in order; returns (partition, offset) of each.
+pub async fn produce(topic: &str, messages: &[Outgoing]) -> Vec<(i32, i64)> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .expect("producer");
+    let mut out = Vec::with_capacity(messages.len());
+    // Sequential sends keep per-partition order equal to list order.
+    for m in messages {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &m.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            });
+        }
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(k) = &m.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(p) = &m.payload {
+            rec = rec.payload(p.as_slice());
+        }
+        let d = producer
+            .send(rec, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivery");
+        out.push((d.partition, d.offset));
+    }
+    out
+}
+
+/// Reads `topic` from the beginning of every partition until `count` messages or `timeout`.
+pub fn read_all(topic: &str, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("tpl");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < count && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) => eprintln!("reader: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The group's committed offsets for `topic`, by partition.
+pub fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let tpl = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    tpl.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A header's value as text.
+pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    let hs = m.headers()?;
+    hs.iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+}
+
+/// A configuration for the test broker with a unique group and the given topics.
+pub fn config(input: &str, dead_letters: &str) -> Config {
+    let mut c = Config::default();
+    c.kafka.bootstrap_servers = brokers();
+    c.kafka.group_id = unique("group");
+    c.kafka.input_topic = input.to_string();
+    c.kafka.dead_letter_topic = dead_letters.to_string();
+    c.ingest.batch_wait_max = Duration::from_millis(100);
+    c.ingest.event_time_future_max = Duration::from_secs(10 * 365 * 24 * 3600);
+    c
+}
+
+/// Generated events as messages keyed by brand (deterministic by seed).
+pub fn generated(seed: u64, n: usize) -> Vec<(Outgoing, model::SocialEvent)> {
+    use cluetrain::generate::{Generator, GeneratorOptions};
+    Generator::new(GeneratorOptions {
+        seed,
+        duplicate_rate: 0.0,
+        ..Default::default()
+    })
+    .take(n)
+    .filter_map(|m| {
+        let e = m.event?;
+        Some((Outgoing::new(&m.key, m.payload), e))
+    })
+    .collect()
+}
