@@ -239,3 +239,39 @@ fn demo_runs_with_nothing_installed_and_stops_cleanly() {
     assert!(decoded > 100, "{line}");
     assert!(stdout.contains("acme_air"), "per-brand table: {stdout}");
 }
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cluetrain.example.toml");
+    let out = cluetrain().args(["config", "--check", "--config"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn sentiment_streams_tsv_and_keeps_line_alignment() {
+    use std::io::Write;
+    let mut child = cluetrain()
+        .arg("sentiment")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = b"I love this :)\n".to_vec();
+    input.extend_from_slice(b"broken \xff line\n");
+    input.extend_from_slice(b"The service is NOT good!!!\r\n\nno newline at end");
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "some lines failed");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "one output line per input line: {stdout:?}");
+    let compound = |l: &str| l.split('\t').nth(3).unwrap().parse::<f64>().unwrap();
+    assert!(compound(lines[0]) > 0.5, "{}", lines[0]);
+    assert_eq!(lines[1], "", "invalid UTF-8 gives an empty line");
+    assert!(compound(lines[2]) < -0.3, "{}", lines[2]);
+    assert_eq!(lines[3], "0.0\t0.0\t0.0\t0.0", "empty text scores like the reference");
+    assert_eq!(lines[4].split('\t').count(), 4);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2"), "{stderr}");
+}

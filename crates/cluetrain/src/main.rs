@@ -149,6 +149,17 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit status when some input lines were not valid UTF-8 (their output lines are empty).
+const EXIT_SOME_LINES_FAILED: u8 = 3;
+
 fn sentiment() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("sentiment scoring is not wired yet")
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let stderr = std::io::stderr().lock();
+    let report = enrich::sentiment::score_lines(stdin, stdout, stderr).context("scoring stdin")?;
+    if report.failed > 0 {
+        eprintln!("{} of {} lines were not valid UTF-8 (empty output lines)", report.failed, report.lines);
+        return Ok(ExitCode::from(EXIT_SOME_LINES_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
 }
