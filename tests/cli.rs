@@ -242,9 +242,18 @@ fn demo_runs_with_nothing_installed_and_stops_cleanly() {
 
 #[test]
 fn shipped_example_config_is_valid() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cluetrain.example.toml");
-    let out = cluetrain().args(["config", "--check", "--config"]).arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cluetrain.example.toml");
+    let out = cluetrain()
+        .args(["config", "--check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -270,7 +279,10 @@ fn sentiment_streams_tsv_and_keeps_line_alignment() {
     assert!(compound(lines[0]) > 0.5, "{}", lines[0]);
     assert_eq!(lines[1], "", "invalid UTF-8 gives an empty line");
     assert!(compound(lines[2]) < -0.3, "{}", lines[2]);
-    assert_eq!(lines[3], "0.0\t0.0\t0.0\t0.0", "empty text scores like the reference");
+    assert_eq!(
+        lines[3], "0.0\t0.0\t0.0\t0.0",
+        "empty text scores like the reference"
+    );
     assert_eq!(lines[4].split('\t').count(), 4);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 2"), "{stderr}");

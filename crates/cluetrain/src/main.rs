@@ -158,7 +158,10 @@ fn sentiment() -> anyhow::Result<ExitCode> {
     let stderr = std::io::stderr().lock();
     let report = enrich::sentiment::score_lines(stdin, stdout, stderr).context("scoring stdin")?;
     if report.failed > 0 {
-        eprintln!("{} of {} lines were not valid UTF-8 (empty output lines)", report.failed, report.lines);
+        eprintln!(
+            "{} of {} lines were not valid UTF-8 (empty output lines)",
+            report.failed, report.lines
+        );
         return Ok(ExitCode::from(EXIT_SOME_LINES_FAILED));
     }
     Ok(ExitCode::SUCCESS)

@@ -806,16 +806,12 @@ mod tests {
                     .unwrap()
                     .key
             );
-            if let (true, Some(parent)) = (
-                e.author.is_org,
-                e.in_reply_to.as_deref().and_then(|p| by_id.get(p)),
-            ) {
-                if !parent.author.is_org {
-                    answered.insert(parent.event_id.clone());
-                    let d = e.created_at_micros().unwrap() - parent.created_at_micros().unwrap();
-                    assert!(d > 0, "answers come after what they answer");
-                    delays.push(d);
-                }
+            let parent = e.in_reply_to.as_deref().and_then(|p| by_id.get(p));
+            if let Some(parent) = parent.filter(|p| e.author.is_org && !p.author.is_org) {
+                answered.insert(parent.event_id.clone());
+                let d = e.created_at_micros().unwrap() - parent.created_at_micros().unwrap();
+                assert!(d > 0, "answers come after what they answer");
+                delays.push(d);
             }
         }
         for k in [

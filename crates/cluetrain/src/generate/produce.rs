@@ -91,7 +91,7 @@ pub fn produce(
         pace(pacing, sent, &msg, start_micros, started, &stop);
         send(&producer, topic, &msg, &stop)?;
         sent += 1;
-        if sent % 10_000 == 0 {
+        if sent.is_multiple_of(10_000) {
             on_sent(sent);
         }
     }
