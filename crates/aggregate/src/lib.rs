@@ -2,9 +2,11 @@
 //!
 //! Every engagement figure is computed per brand over event-time windows, half-open
 //! `[start, end)` and aligned to the Unix epoch in UTC (see the metrics reference). This crate
-//! owns window assignment ([`window`]); the DataFusion aggregation that merges each micro-batch
+//! owns window assignment ([`window`]) and business-hours arithmetic ([`business_hours`]); the DataFusion aggregation that merges each micro-batch
 //! into window state builds on it.
 
+pub mod business_hours;
 pub mod window;
 
+pub use business_hours::{BusinessCalendar, ScheduleError};
 pub use window::{WindowError, WindowSpec};
