@@ -6,14 +6,16 @@
 //! text. [`sentiment::append_sentiment_columns`] adds its scores and label to a batch;
 //! [`sentiment::Scorer`] scores single texts; [`sentiment::score_lines`] is the engine of the
 //! `cluetrain sentiment` command. Its output is checked against the Python reference on
-//! thousands of texts (`tests/vader_oracle.rs`). Conversation linkage (who answers whom,
-//! first-response times) joins it here later.
+//! thousands of texts (`tests/vader_oracle.rs`). [`linkage`] decides each event's role relative to its
+//! brand (inbound, response, broadcast, follow-up, other), links replies to their parents (also
+//! when they arrive first) and reports first responses and response effects.
 //!
 //! Enrichment never talks to Kafka, HTTP or files: the binary wires it between ingest and
 //! aggregate. Errors ([`EnrichError`]) only arise from batches that do not have the event
 //! schema, i.e. from wiring mistakes, never from the text itself.
 
 pub mod error;
+pub mod linkage;
 pub mod sentiment;
 
 pub use error::EnrichError;

@@ -1,0 +1,739 @@
+//! Conversation linkage: each event's role relative to its brand, the message it answers, its
+//! conversation root, and first responses (definitions: the metrics reference, "Roles").
+//!
+//! A [`Linker`] holds the state of one input partition. The input topic is keyed by brand, so a
+//! brand's conversations (and this state) live on one partition and move with it on a
+//! rebalance.
+//!
+//! Replies can arrive before their parents. A reply whose parent is unknown is held (bounded)
+//! and resolved when the parent arrives; if the parent has not arrived when the watermark passes
+//! the reply's time plus the response horizon, the reply is released with what is known
+//! (role `other` for outsiders, `broadcast` for the brand's own messages) and counted.
+//!
+//! State is bounded two ways, both settings: entries older than the watermark minus the
+//! response horizon are dropped (`expired`), and beyond `entries_max` the oldest are evicted
+//! (`evicted`, the metric that shows the bound biting).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use model::EventKind;
+
+/// The role of an event relative to its brand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Someone else addressing the brand.
+    Inbound,
+    /// The brand answering an inbound message directly.
+    Response,
+    /// The brand speaking first (a top-level message).
+    Broadcast,
+    /// The brand continuing its own thread (counted with broadcasts, never as a response).
+    FollowUp,
+    /// Anything else (shares, reactions, public posts not addressing the brand...).
+    Other,
+}
+
+impl Role {
+    /// The column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Inbound => "inbound",
+            Role::Response => "response",
+            Role::Broadcast => "broadcast",
+            Role::FollowUp => "follow_up",
+            Role::Other => "other",
+        }
+    }
+}
+
+/// How the brand's own accounts are recognised (the metrics reference: configured accounts,
+/// and `author.is_org` on authors configured for the brand). Named because tools differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgAuthorRule {
+    /// Only configured account ids or handles count as the brand.
+    Configured,
+    /// Configured accounts when the brand has any; for brands without configured accounts, any
+    /// `is_org` author of the brand's events (e.g. replays where each company is a brand).
+    ConfiguredElseIsOrg,
+}
+
+/// Linkage settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkerConfig {
+    /// Response horizon H in µs: answers later than this do not count, and state older than
+    /// the watermark minus H is dropped.
+    pub horizon_micros: i64,
+    /// Bound on remembered messages (plus held replies) per partition.
+    pub entries_max: usize,
+    /// How the brand's accounts are recognised.
+    pub org_rule: OrgAuthorRule,
+    /// Per brand, its account ids and handles (compared case-insensitively for handles).
+    pub accounts: HashMap<String, HashSet<String>>,
+}
+
+/// One event as linkage sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkInput<'a> {
+    /// Unique id.
+    pub event_id: &'a str,
+    /// The brand it concerns.
+    pub brand: &'a str,
+    /// Its kind.
+    pub kind: EventKind,
+    /// Author id.
+    pub author_id: &'a str,
+    /// Author handle.
+    pub author_handle: Option<&'a str>,
+    /// Author is an organisation account.
+    pub author_is_org: bool,
+    /// Parent id.
+    pub in_reply_to: Option<&'a str>,
+    /// Event time, µs.
+    pub created_at: i64,
+    /// VADER compound of its text.
+    pub compound: f64,
+}
+
+/// What linkage learned; emitted in an order consistent with cause and effect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Linked {
+    /// An event's role is known (at arrival, or later when its parent arrived).
+    Event {
+        /// The event.
+        event_id: String,
+        /// Its brand.
+        brand: String,
+        /// Its time, µs.
+        created_at: i64,
+        /// Its role.
+        role: Role,
+        /// For responses: the inbound message answered.
+        answers: Option<String>,
+        /// Root of its conversation (its own id for a root).
+        root: String,
+        /// For a reply/comment of the public: whether its parent is a broadcast of the brand
+        /// (conversation rate).
+        replies_to_broadcast: bool,
+        /// Speaker changes between the brand and others in its conversation so far.
+        turns: u32,
+    },
+    /// An inbound message got its first response.
+    FirstResponse {
+        /// The inbound message.
+        inbound_id: String,
+        /// Its brand.
+        brand: String,
+        /// When it was created, µs (its window).
+        inbound_created_at: i64,
+        /// When the first response was created, µs.
+        responded_at: i64,
+    },
+    /// An answered inbound message's author wrote again in the same conversation: the change
+    /// in sentiment (response effect).
+    Effect {
+        /// The answered inbound message.
+        inbound_id: String,
+        /// Its brand.
+        brand: String,
+        /// When it was created, µs (its window).
+        inbound_created_at: i64,
+        /// compound(next message) − compound(answered message).
+        delta: f64,
+    },
+}
+
+/// Counters of one linker; they only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Events linked.
+    pub linked: u64,
+    /// Re-delivered event ids ignored.
+    pub duplicates: u64,
+    /// Replies that waited for their parent and got it.
+    pub resolved_late: u64,
+    /// Replies released without their parent after the horizon.
+    pub orphans: u64,
+    /// Entries dropped because they aged out of the horizon.
+    pub expired: u64,
+    /// Entries evicted because `entries_max` was reached.
+    pub evicted: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    brand: String,
+    author_id: String,
+    by_brand: bool,
+    role: Role,
+    root: String,
+    created_at: i64,
+    compound: f64,
+    answered: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    input: OwnedInput,
+}
+
+#[derive(Debug, Clone)]
+struct OwnedInput {
+    event_id: String,
+    brand: String,
+    kind: EventKind,
+    author_id: String,
+    author_handle: Option<String>,
+    author_is_org: bool,
+    in_reply_to: Option<String>,
+    created_at: i64,
+    compound: f64,
+}
+
+impl OwnedInput {
+    fn of(i: &LinkInput<'_>) -> Self {
+        OwnedInput {
+            event_id: i.event_id.to_string(),
+            brand: i.brand.to_string(),
+            kind: i.kind,
+            author_id: i.author_id.to_string(),
+            author_handle: i.author_handle.map(str::to_string),
+            author_is_org: i.author_is_org,
+            in_reply_to: i.in_reply_to.map(str::to_string),
+            created_at: i.created_at,
+            compound: i.compound,
+        }
+    }
+
+    fn view(&self) -> LinkInput<'_> {
+        LinkInput {
+            event_id: &self.event_id,
+            brand: &self.brand,
+            kind: self.kind,
+            author_id: &self.author_id,
+            author_handle: self.author_handle.as_deref(),
+            author_is_org: self.author_is_org,
+            in_reply_to: self.in_reply_to.as_deref(),
+            created_at: self.created_at,
+            compound: self.compound,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Conversation {
+    last_by_brand: Option<bool>,
+    turns: u32,
+    last_at: i64,
+    /// Answered inbound messages waiting for their author's next message: (author, id).
+    awaiting_effect: Vec<(String, String)>,
+}
+
+/// Bound on answered messages per conversation waiting for a next message (response effect).
+const AWAITING_EFFECT_MAX: usize = 16;
+
+/// Linkage state of one partition.
+#[derive(Debug)]
+pub struct Linker {
+    cfg: LinkerConfig,
+    nodes: HashMap<String, Node>,
+    /// (created_at, id) of every node, oldest first: expiry and eviction order.
+    age: BTreeSet<(i64, String)>,
+    /// Replies waiting for their parent, by parent id.
+    held: HashMap<String, Vec<Held>>,
+    held_count: usize,
+    conversations: HashMap<String, Conversation>,
+    stats: LinkStats,
+}
+
+impl Linker {
+    /// An empty linker.
+    pub fn new(cfg: LinkerConfig) -> Self {
+        Linker {
+            cfg,
+            nodes: HashMap::new(),
+            age: BTreeSet::new(),
+            held: HashMap::new(),
+            held_count: 0,
+            conversations: HashMap::new(),
+            stats: LinkStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> LinkStats {
+        self.stats
+    }
+
+    /// Messages remembered plus replies held.
+    pub fn entries(&self) -> usize {
+        self.nodes.len() + self.held_count
+    }
+
+    fn is_brand_author(&self, e: &LinkInput<'_>) -> bool {
+        match self.cfg.accounts.get(e.brand).filter(|a| !a.is_empty()) {
+            Some(accounts) => {
+                accounts.contains(e.author_id)
+                    || e.author_handle
+                        .is_some_and(|h| accounts.iter().any(|a| a.eq_ignore_ascii_case(h)))
+            }
+            None => self.cfg.org_rule == OrgAuthorRule::ConfiguredElseIsOrg && e.author_is_org,
+        }
+    }
+
+    /// Links one event; appends what became known to `out`.
+    pub fn observe(&mut self, e: &LinkInput<'_>, out: &mut Vec<Linked>) {
+        if self.nodes.contains_key(e.event_id) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        match e.in_reply_to {
+            Some(parent) if parent != e.event_id && !self.nodes.contains_key(parent) => {
+                // The parent may still come: hold the reply until it does (or the horizon ends).
+                if self
+                    .held
+                    .get(parent)
+                    .is_some_and(|v| v.iter().any(|h| h.input.event_id == e.event_id))
+                {
+                    self.stats.duplicates += 1;
+                    return;
+                }
+                self.held.entry(parent.to_string()).or_default().push(Held {
+                    input: OwnedInput::of(e),
+                });
+                self.held_count += 1;
+                self.enforce_bound(out);
+            }
+            _ => self.link(e, out),
+        }
+    }
+
+    fn link(&mut self, e: &LinkInput<'_>, out: &mut Vec<Linked>) {
+        let by_brand = self.is_brand_author(e);
+        let parent = e.in_reply_to.and_then(|p| self.nodes.get(p)).cloned();
+        let root = parent
+            .as_ref()
+            .map_or_else(|| e.event_id.to_string(), |p| p.root.clone());
+        let root_node = self.nodes.get(&root);
+        let root_by_brand = root_node.is_some_and(|r| r.by_brand);
+        let root_inbound = root_node.is_some_and(|r| r.role == Role::Inbound);
+        let is_reply = matches!(
+            e.kind,
+            EventKind::Reply | EventKind::Comment | EventKind::DirectMessage
+        );
+        let (role, answers) = if by_brand {
+            match &parent {
+                None => (Role::Broadcast, None),
+                Some(p) if p.by_brand => (Role::FollowUp, None),
+                Some(p) if p.role == Role::Inbound => {
+                    (Role::Response, e.in_reply_to.map(str::to_string))
+                }
+                Some(_) => (Role::Other, None),
+            }
+        } else {
+            let addressed = match e.kind {
+                EventKind::Mention => true,
+                EventKind::DirectMessage => true,
+                EventKind::Reply | EventKind::Comment => {
+                    parent.as_ref().is_some_and(|p| p.by_brand) || root_by_brand || root_inbound
+                }
+                EventKind::Post | EventKind::Share | EventKind::Reaction => false,
+            };
+            (
+                if addressed {
+                    Role::Inbound
+                } else {
+                    Role::Other
+                },
+                None,
+            )
+        };
+        let replies_to_broadcast = !by_brand
+            && is_reply
+            && parent
+                .as_ref()
+                .is_some_and(|p| p.by_brand && p.role == Role::Broadcast);
+
+        // Conversation turns: a change of speaker between the brand and others.
+        let conv = self.conversations.entry(root.clone()).or_default();
+        if matches!(
+            role,
+            Role::Inbound | Role::Response | Role::Broadcast | Role::FollowUp
+        ) {
+            if conv.last_by_brand.is_some_and(|b| b != by_brand) {
+                conv.turns += 1;
+            }
+            conv.last_by_brand = Some(by_brand);
+        }
+        conv.last_at = conv.last_at.max(e.created_at);
+        let turns = conv.turns;
+
+        // Response effect: the author of an answered inbound message speaks again.
+        if role == Role::Inbound
+            && let Some(i) = conv
+                .awaiting_effect
+                .iter()
+                .position(|(a, _)| a == e.author_id)
+        {
+            let (_, answered_id) = conv.awaiting_effect.remove(i);
+            if let Some(m) = self.nodes.get(&answered_id) {
+                out.push(Linked::Effect {
+                    inbound_id: answered_id.clone(),
+                    brand: m.brand.clone(),
+                    inbound_created_at: m.created_at,
+                    delta: e.compound - m.compound,
+                });
+            }
+        }
+
+        out.push(Linked::Event {
+            event_id: e.event_id.to_string(),
+            brand: e.brand.to_string(),
+            created_at: e.created_at,
+            role,
+            answers: answers.clone(),
+            root: root.clone(),
+            replies_to_broadcast,
+            turns,
+        });
+        self.stats.linked += 1;
+
+        if let Some(inbound_id) = &answers
+            && let Some(m) = self.nodes.get_mut(inbound_id)
+            && !m.answered
+            && e.created_at >= m.created_at
+        {
+            m.answered = true;
+            out.push(Linked::FirstResponse {
+                inbound_id: inbound_id.clone(),
+                brand: m.brand.clone(),
+                inbound_created_at: m.created_at,
+                responded_at: e.created_at,
+            });
+            let author = m.author_id.clone();
+            if let Some(conv) = self.conversations.get_mut(&root)
+                && conv.awaiting_effect.len() < AWAITING_EFFECT_MAX
+            {
+                conv.awaiting_effect.push((author, inbound_id.clone()));
+            }
+        }
+
+        self.nodes.insert(
+            e.event_id.to_string(),
+            Node {
+                brand: e.brand.to_string(),
+                author_id: e.author_id.to_string(),
+                by_brand,
+                role,
+                root,
+                created_at: e.created_at,
+                compound: e.compound,
+                answered: false,
+            },
+        );
+        self.age.insert((e.created_at, e.event_id.to_string()));
+
+        // Replies that were waiting for this message can be linked now, in time order.
+        if let Some(mut children) = self.held.remove(e.event_id) {
+            self.held_count -= children.len();
+            children.sort_by_key(|h| h.input.created_at);
+            for h in children {
+                self.stats.resolved_late += 1;
+                let input = h.input;
+                self.link(&input.view(), out);
+            }
+        }
+        self.enforce_bound(out);
+    }
+
+    /// Advances event time: drops state older than `watermark - horizon` and releases replies
+    /// whose parent never came.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Linked>) {
+        let cutoff = watermark.saturating_sub(self.cfg.horizon_micros);
+        let orphans: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, v)| v.iter().all(|h| h.input.created_at < cutoff))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for parent in orphans {
+            self.release_orphans(&parent, out);
+        }
+        while let Some((t, id)) = self.age.first().cloned() {
+            if t >= cutoff {
+                break;
+            }
+            self.age.pop_first();
+            self.remove_node(&id);
+            self.stats.expired += 1;
+        }
+        self.conversations.retain(|_, c| c.last_at >= cutoff);
+    }
+
+    fn release_orphans(&mut self, parent: &str, out: &mut Vec<Linked>) {
+        if let Some(children) = self.held.remove(parent) {
+            self.held_count -= children.len();
+            for h in children {
+                self.stats.orphans += 1;
+                // Link as a root: its parent is unknown.
+                let mut input = h.input;
+                input.in_reply_to = None;
+                let kind = input.kind;
+                input.kind = if matches!(kind, EventKind::Reply | EventKind::Comment) {
+                    EventKind::Post
+                } else {
+                    kind
+                };
+                self.link(&input.view(), out);
+            }
+        }
+    }
+
+    fn remove_node(&mut self, id: &str) {
+        self.nodes.remove(id);
+    }
+
+    fn enforce_bound(&mut self, out: &mut Vec<Linked>) {
+        while self.entries() > self.cfg.entries_max {
+            // Held replies first if they dominate, else the oldest message.
+            if self.held_count > self.nodes.len() {
+                let Some(parent) = self.held.keys().next().cloned() else {
+                    break;
+                };
+                self.stats.evicted += self.held.get(&parent).map_or(0, |v| v.len() as u64);
+                self.release_orphans(&parent, out);
+                continue;
+            }
+            let Some((_, id)) = self.age.pop_first() else {
+                break;
+            };
+            self.remove_node(&id);
+            self.stats.evicted += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000;
+
+    fn linker(entries_max: usize) -> Linker {
+        let mut accounts = HashMap::new();
+        accounts.insert(
+            "acme".to_string(),
+            HashSet::from(["acme_help".to_string(), "AcmeNews".to_string()]),
+        );
+        Linker::new(LinkerConfig {
+            horizon_micros: 24 * 60 * MIN,
+            entries_max,
+            org_rule: OrgAuthorRule::ConfiguredElseIsOrg,
+            accounts,
+        })
+    }
+
+    fn ev<'a>(
+        id: &'a str,
+        kind: EventKind,
+        author: &'a str,
+        parent: Option<&'a str>,
+        t: i64,
+    ) -> LinkInput<'a> {
+        LinkInput {
+            event_id: id,
+            brand: "acme",
+            kind,
+            author_id: author,
+            author_handle: None,
+            author_is_org: author.starts_with("acme") || author == "AcmeNews",
+            in_reply_to: parent,
+            created_at: t,
+            compound: if author.starts_with('u') { -0.5 } else { 0.4 },
+        }
+    }
+
+    fn roles(out: &[Linked]) -> Vec<(String, Role)> {
+        out.iter()
+            .filter_map(|l| match l {
+                Linked::Event { event_id, role, .. } => Some((event_id.clone(), *role)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn first_responses(out: &[Linked]) -> Vec<(String, i64)> {
+        out.iter()
+            .filter_map(|l| match l {
+                Linked::FirstResponse {
+                    inbound_id,
+                    inbound_created_at,
+                    responded_at,
+                    ..
+                } => Some((inbound_id.clone(), responded_at - inbound_created_at)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn roles_follow_the_definitions() {
+        let mut l = linker(1000);
+        let mut out = Vec::new();
+        l.observe(&ev("p1", EventKind::Post, "acme_help", None, 0), &mut out);
+        l.observe(
+            &ev("c1", EventKind::Comment, "u1", Some("p1"), MIN),
+            &mut out,
+        );
+        l.observe(&ev("m1", EventKind::Mention, "u2", None, 2 * MIN), &mut out);
+        l.observe(
+            &ev("r1", EventKind::Reply, "acme_help", Some("m1"), 12 * MIN),
+            &mut out,
+        );
+        l.observe(
+            &ev("r2", EventKind::Reply, "acme_help", Some("m1"), 13 * MIN),
+            &mut out,
+        );
+        l.observe(
+            &ev("f1", EventKind::Reply, "acme_help", Some("p1"), 14 * MIN),
+            &mut out,
+        );
+        l.observe(
+            &ev("s1", EventKind::Share, "u3", Some("p1"), 15 * MIN),
+            &mut out,
+        );
+        l.observe(&ev("x1", EventKind::Post, "u4", None, 16 * MIN), &mut out);
+        l.observe(
+            &ev("x2", EventKind::Reply, "u5", Some("x1"), 17 * MIN),
+            &mut out,
+        );
+        l.observe(
+            &ev("o1", EventKind::Reply, "u6", Some("m1"), 18 * MIN),
+            &mut out,
+        );
+        assert_eq!(
+            roles(&out),
+            vec![
+                ("p1".into(), Role::Broadcast),
+                ("c1".into(), Role::Inbound),
+                ("m1".into(), Role::Inbound),
+                ("r1".into(), Role::Response),
+                ("r2".into(), Role::Response),
+                ("f1".into(), Role::FollowUp),
+                ("s1".into(), Role::Other),
+                ("x1".into(), Role::Other),
+                ("x2".into(), Role::Other),
+                ("o1".into(), Role::Inbound),
+            ]
+        );
+        // Only the first response counts, and it is 10 minutes after the mention.
+        assert_eq!(first_responses(&out), vec![("m1".to_string(), 10 * MIN)]);
+        let to_broadcast = out.iter().any(|l| matches!(l, Linked::Event { event_id, replies_to_broadcast: true, .. } if event_id == "c1"));
+        assert!(to_broadcast, "conversation rate counts c1");
+    }
+
+    #[test]
+    fn replies_before_parents_are_resolved_when_the_parent_arrives() {
+        let mut l = linker(1000);
+        let mut out = Vec::new();
+        l.observe(
+            &ev("r1", EventKind::Reply, "acme_help", Some("m1"), 30 * MIN),
+            &mut out,
+        );
+        assert!(out.is_empty(), "held until its parent arrives");
+        l.observe(&ev("m1", EventKind::Mention, "u1", None, 5 * MIN), &mut out);
+        assert_eq!(
+            roles(&out),
+            vec![("m1".into(), Role::Inbound), ("r1".into(), Role::Response)]
+        );
+        assert_eq!(first_responses(&out), vec![("m1".to_string(), 25 * MIN)]);
+        assert_eq!(l.stats().resolved_late, 1);
+    }
+
+    #[test]
+    fn orphans_are_released_after_the_horizon_and_counted() {
+        let mut l = linker(1000);
+        let mut out = Vec::new();
+        l.observe(&ev("r1", EventKind::Reply, "u1", Some("gone"), 0), &mut out);
+        l.advance(23 * 60 * MIN, &mut out);
+        assert!(out.is_empty());
+        l.advance(25 * 60 * MIN, &mut out);
+        assert_eq!(roles(&out), vec![("r1".into(), Role::Other)]);
+        assert_eq!(l.stats().orphans, 1);
+    }
+
+    #[test]
+    fn duplicates_count_once() {
+        let mut l = linker(1000);
+        let mut out = Vec::new();
+        let m = ev("m1", EventKind::Mention, "u1", None, 0);
+        l.observe(&m, &mut out);
+        l.observe(&m, &mut out);
+        let r = ev("r1", EventKind::Reply, "acme_help", Some("m9"), 0);
+        l.observe(&r, &mut out);
+        l.observe(&r, &mut out);
+        assert_eq!(roles(&out).len(), 1);
+        assert_eq!(l.stats().duplicates, 2);
+    }
+
+    #[test]
+    fn state_is_bounded_and_expires() {
+        let mut l = linker(10);
+        let mut out = Vec::new();
+        for i in 0..50 {
+            let id = format!("m{i}");
+            l.observe(&ev(&id, EventKind::Mention, "u1", None, i * MIN), &mut out);
+        }
+        assert!(l.entries() <= 10);
+        assert_eq!(l.stats().evicted, 40);
+        l.advance(49 * MIN + 24 * 60 * MIN + 1, &mut out);
+        assert_eq!(l.entries(), 0);
+        assert_eq!(l.stats().expired, 10);
+    }
+
+    #[test]
+    fn turns_and_response_effect() {
+        let mut l = linker(1000);
+        let mut out = Vec::new();
+        l.observe(&ev("m1", EventKind::Mention, "u1", None, 0), &mut out);
+        l.observe(
+            &ev("r1", EventKind::Reply, "acme_help", Some("m1"), MIN),
+            &mut out,
+        );
+        let mut happy = ev("m2", EventKind::Reply, "u1", Some("r1"), 2 * MIN);
+        happy.compound = 0.6;
+        l.observe(&happy, &mut out);
+        let effect: Vec<f64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Linked::Effect { delta, .. } => Some(*delta),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(effect.len(), 1);
+        assert!((effect[0] - 1.1).abs() < 1e-12, "0.6 - (-0.5)");
+        let last_turns = out.iter().rev().find_map(|o| match o {
+            Linked::Event { turns, .. } => Some(*turns),
+            _ => None,
+        });
+        assert_eq!(last_turns, Some(2), "u1 → brand → u1");
+    }
+
+    #[test]
+    fn is_org_counts_as_the_brand_only_for_unconfigured_brands() {
+        let mut l = linker(1000);
+        let mut out = Vec::new();
+        // acme is configured: an is_org author that is not one of its accounts is not acme.
+        let mut other_org = ev("p1", EventKind::Post, "acme_partner", None, 0);
+        other_org.author_is_org = true;
+        l.observe(&other_org, &mut out);
+        // "globex" has no configured accounts: its is_org authors are the brand.
+        let mut g = ev("p2", EventKind::Post, "globex_official", None, 0);
+        g.brand = "globex";
+        g.author_is_org = true;
+        l.observe(&g, &mut out);
+        assert_eq!(
+            roles(&out),
+            vec![("p1".into(), Role::Other), ("p2".into(), Role::Broadcast)]
+        );
+    }
+}
