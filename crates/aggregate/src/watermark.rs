@@ -1,0 +1,166 @@
+//! Event-time watermarks: how far event time has certainly progressed.
+//!
+//! Per partition, the watermark is the largest event time seen minus the allowed
+//! out-of-orderness. The pipeline watermark is the minimum over partitions, leaving out
+//! partitions that have been idle (no events) for longer than the idle timeout, so that one
+//! quiet partition cannot hold every window open. When every partition is idle, the watermark
+//! is the largest of theirs: time does not run backwards. The pipeline watermark never
+//! decreases, even when an idle partition wakes up behind it (its events are then late).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Watermark settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatermarkConfig {
+    /// Allowed out-of-orderness, µs: events up to this much older than the newest seen on
+    /// their partition are on time.
+    pub out_of_orderness_micros: i64,
+    /// A partition without events for this long (wall clock) stops holding the watermark back.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartitionMark {
+    max_event_time: i64,
+    last_event_at: Instant,
+}
+
+/// Tracks per-partition watermarks and the pipeline watermark.
+#[derive(Debug, Clone)]
+pub struct Watermarks {
+    cfg: WatermarkConfig,
+    partitions: BTreeMap<i32, PartitionMark>,
+    current: Option<i64>,
+}
+
+impl Watermarks {
+    /// No partitions seen yet.
+    pub fn new(cfg: WatermarkConfig) -> Self {
+        Watermarks {
+            cfg,
+            partitions: BTreeMap::new(),
+            current: None,
+        }
+    }
+
+    /// Records an event of `partition` at `event_time` (µs), observed at wall time `now`.
+    pub fn observe(&mut self, partition: i32, event_time: i64, now: Instant) {
+        let m = self.partitions.entry(partition).or_insert(PartitionMark {
+            max_event_time: event_time,
+            last_event_at: now,
+        });
+        m.max_event_time = m.max_event_time.max(event_time);
+        m.last_event_at = now;
+    }
+
+    /// Forgets a partition (revoked in a rebalance).
+    pub fn remove(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    /// The watermark of one partition, if it has seen events.
+    pub fn partition(&self, partition: i32) -> Option<i64> {
+        self.partitions.get(&partition).map(|m| {
+            m.max_event_time
+                .saturating_sub(self.cfg.out_of_orderness_micros)
+        })
+    }
+
+    /// Recomputes and returns the pipeline watermark at wall time `now` (None before any event).
+    pub fn advance(&mut self, now: Instant) -> Option<i64> {
+        let marks = self.partitions.values().map(|m| {
+            let idle = now.saturating_duration_since(m.last_event_at) > self.cfg.idle_timeout;
+            (
+                m.max_event_time
+                    .saturating_sub(self.cfg.out_of_orderness_micros),
+                idle,
+            )
+        });
+        let (mut active_min, mut all_max) = (None::<i64>, None::<i64>);
+        for (w, idle) in marks {
+            all_max = Some(all_max.map_or(w, |a| a.max(w)));
+            if !idle {
+                active_min = Some(active_min.map_or(w, |a| a.min(w)));
+            }
+        }
+        if let Some(candidate) = active_min.or(all_max) {
+            self.current = Some(self.current.map_or(candidate, |c| c.max(candidate)));
+        }
+        self.current
+    }
+
+    /// Moves the watermark to at least `t` (end of a bounded run: flush everything).
+    pub fn force(&mut self, t: i64) -> i64 {
+        let w = self.current.map_or(t, |c| c.max(t));
+        self.current = Some(w);
+        w
+    }
+
+    /// The last computed pipeline watermark.
+    pub fn current(&self) -> Option<i64> {
+        self.current
+    }
+
+    /// Whether an event at `event_time` is later than the allowed lateness: its windows may
+    /// already be final. `lateness_micros` is how long after the watermark passes a time an
+    /// event for it is still accepted.
+    pub fn is_late(&self, event_time: i64, lateness_micros: i64) -> bool {
+        self.current
+            .is_some_and(|w| event_time < w.saturating_sub(lateness_micros))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn cfg() -> WatermarkConfig {
+        WatermarkConfig {
+            out_of_orderness_micros: 5 * S,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn minimum_over_partitions_minus_out_of_orderness() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(cfg());
+        assert_eq!(w.advance(t0), None);
+        w.observe(0, 100 * S, t0);
+        w.observe(1, 60 * S, t0);
+        w.observe(0, 90 * S, t0); // out of order: does not lower partition 0
+        assert_eq!(w.partition(0), Some(95 * S));
+        assert_eq!(w.advance(t0), Some(55 * S));
+        assert!(w.is_late(40 * S, 10 * S));
+        assert!(!w.is_late(50 * S, 10 * S));
+    }
+
+    #[test]
+    fn idle_partitions_do_not_stall_and_time_never_runs_backwards() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(cfg());
+        w.observe(0, 100 * S, t0);
+        w.observe(1, 10 * S, t0);
+        assert_eq!(w.advance(t0), Some(5 * S));
+        let later = t0 + Duration::from_secs(31);
+        w.observe(0, 200 * S, later);
+        assert_eq!(
+            w.advance(later),
+            Some(195 * S),
+            "partition 1 is idle and left out"
+        );
+        // Partition 1 wakes up far behind: the watermark stays, its events are late.
+        w.observe(1, 20 * S, later);
+        assert_eq!(w.advance(later), Some(195 * S));
+        assert!(w.is_late(20 * S, 60 * S));
+        // All idle: the largest partition watermark.
+        let much_later = later + Duration::from_secs(60);
+        assert_eq!(w.advance(much_later), Some(195 * S));
+        assert_eq!(w.force(1_000 * S), 1_000 * S);
+        w.remove(0);
+        assert_eq!(w.partition(0), None);
+    }
+}
