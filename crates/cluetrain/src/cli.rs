@@ -27,6 +27,10 @@ pub enum Command {
     /// Everything in one process with nothing installed: an embedded Kafka-protocol broker,
     /// the generator and the pipeline, with a live summary. Ctrl-C stops it.
     Demo(DemoArgs),
+    /// Publish a file of past conversations as events: a "Customer Support on Twitter" CSV
+    /// (--format twcs, brands attributed from replies, mentions and answers) or schema events
+    /// one per line (--format jsonl). Bad rows are reported by line number and skipped.
+    Replay(ReplayArgs),
     /// Score UTF-8 lines from stdin with VADER; one TSV line (neg, neu, pos, compound) per
     /// input line on stdout.
     Sentiment,
@@ -123,4 +127,25 @@ pub struct DemoArgs {
     /// Plain periodic log lines instead of a redrawn screen (default when stdout is not a terminal).
     #[arg(long)]
     pub plain: bool,
+}
+
+/// `cluetrain replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Configuration (Kafka connection and security).
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// Format of the file.
+    #[arg(long, value_enum)]
+    pub format: crate::replay::Format,
+    /// Topic to produce to (default: kafka.input_topic).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Write the events as JSONL to stdout instead of producing them (the report goes to
+    /// stderr).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The file to replay.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }

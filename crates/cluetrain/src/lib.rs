@@ -1,5 +1,5 @@
 //! The `cluetrain` binary's library: CLI, configuration loading, wiring of the stages, the
-//! traffic generator and the demo.
+//! traffic generator, file replay and the demo.
 //!
 //! The stage crates (`ingest`, `enrich`, `aggregate`) do not know each other; this crate is
 //! the only place they meet ([`pipeline`]). Kafka security, HTTP and files stay at the edges.
@@ -8,6 +8,7 @@ pub mod cli;
 pub mod demo;
 pub mod generate;
 pub mod pipeline;
+pub mod replay;
 pub mod settings;
 pub mod stats;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::Parser;
-use cluetrain::cli::{Cli, Command, ConfigArgs, GenerateArgs, RunArgs};
+use cluetrain::cli::{Cli, Command, ConfigArgs, GenerateArgs, ReplayArgs, RunArgs};
 use cluetrain::generate::{Generator, GeneratorOptions, Pacing, produce};
 use cluetrain::pipeline::{self, Observers};
 use cluetrain::settings::{self, LoadError};
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Config(args) => config(&args),
         Command::Generate(args) => generate(&args),
         Command::Demo(args) => cluetrain::demo::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Replay(args) => replay(&args),
         Command::Sentiment => sentiment(),
     };
     match result {
@@ -145,6 +146,17 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     );
     if report.failed > 0 {
         anyhow::bail!("{} messages were not delivered to {topic:?}", report.failed);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let config = settings::load(args.source.config.as_deref())?;
+    cluetrain::telemetry::init(&config.log)?;
+    let report = cluetrain::replay::run(&config, args)?;
+    cluetrain::replay::print_report(&report, args.dry_run)?;
+    if report.failed > 0 {
+        anyhow::bail!("{} events were not delivered", report.failed);
     }
     Ok(ExitCode::SUCCESS)
 }
