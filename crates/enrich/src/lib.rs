@@ -14,6 +14,7 @@
 //! aggregate. Errors ([`EnrichError`]) only arise from batches that do not have the event
 //! schema, i.e. from wiring mistakes, never from the text itself.
 
+pub mod departments;
 pub mod error;
 pub mod linkage;
 pub mod sentiment;
