@@ -49,7 +49,11 @@ fn excerpt(text: &str) -> String {
 #[test]
 fn every_oracle_text_scores_like_the_reference() {
     let rows = load();
-    assert!(rows.len() >= MIN_TEXTS, "oracle has {} texts, expected >= {MIN_TEXTS}", rows.len());
+    assert!(
+        rows.len() >= MIN_TEXTS,
+        "oracle has {} texts, expected >= {MIN_TEXTS}",
+        rows.len()
+    );
 
     let mut scorer = Scorer::new();
     let mut mismatches = Vec::new();
@@ -89,7 +93,12 @@ fn every_oracle_text_scores_like_the_reference() {
         "{} of {} texts differ from vaderSentiment 3.3.2; the first ones:\n{}",
         mismatches.len(),
         rows.len(),
-        mismatches.iter().take(25).cloned().collect::<Vec<_>>().join("\n")
+        mismatches
+            .iter()
+            .take(25)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -124,5 +133,9 @@ fn line_scorer_prints_reference_values() {
         .take(25)
         .map(|(row, line)| format!("{}: want {:?}, got {:?}", excerpt(&row.text), row.tsv, line))
         .collect();
-    assert!(bad.is_empty(), "line scorer output differs:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "line scorer output differs:\n{}",
+        bad.join("\n")
+    );
 }

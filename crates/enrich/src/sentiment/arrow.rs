@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, StringBuilder};
-use arrow_array::{
-    Array, ArrayRef, LargeStringArray, RecordBatch, StringArray, StringViewArray,
-};
+use arrow_array::{Array, ArrayRef, LargeStringArray, RecordBatch, StringArray, StringViewArray};
 use arrow_schema::{DataType, Field, FieldRef, Schema};
 use model::schema::col::TEXT;
 
@@ -139,7 +137,11 @@ mod tests {
 
     fn f64s(b: &RecordBatch, name: &str) -> Vec<f64> {
         let a = b.column_by_name(name).unwrap();
-        a.as_any().downcast_ref::<Float64Array>().unwrap().values().to_vec()
+        a.as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .values()
+            .to_vec()
     }
 
     #[test]
@@ -153,7 +155,10 @@ mod tests {
         let out = append_sentiment_columns(&batch(texts)).unwrap();
         assert_eq!(out.num_columns(), 7);
         assert_eq!(out.num_rows(), 4);
-        assert_eq!(out.schema().metadata().get("k").map(String::as_str), Some("v"));
+        assert_eq!(
+            out.schema().metadata().get("k").map(String::as_str),
+            Some("v")
+        );
         assert_eq!(f64s(&out, col::NEG), [0.0, 0.779, 0.0, 0.0]);
         assert_eq!(f64s(&out, col::NEU), [0.508, 0.221, 1.0, 0.0]);
         assert_eq!(f64s(&out, col::POS), [0.492, 0.0, 0.0, 0.0]);

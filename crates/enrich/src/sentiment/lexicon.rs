@@ -25,13 +25,65 @@ pub(crate) const B_DECR: f64 = -0.293;
 
 /// The reference's `NEGATE` list.
 const NEGATE: &[&str] = &[
-    "aint", "arent", "cannot", "cant", "couldnt", "darent", "didnt", "doesnt", "ain't", "aren't",
-    "can't", "couldn't", "daren't", "didn't", "doesn't", "dont", "hadnt", "hasnt", "havent", "isnt",
-    "mightnt", "mustnt", "neither", "don't", "hadn't", "hasn't", "haven't", "isn't", "mightn't",
-    "mustn't", "neednt", "needn't", "never", "none", "nope", "nor", "not", "nothing", "nowhere",
-    "oughtnt", "shant", "shouldnt", "uhuh", "wasnt", "werent", "oughtn't", "shan't", "shouldn't",
-    "uh-uh", "wasn't", "weren't", "without", "wont", "wouldnt", "won't", "wouldn't", "rarely",
-    "seldom", "despite",
+    "aint",
+    "arent",
+    "cannot",
+    "cant",
+    "couldnt",
+    "darent",
+    "didnt",
+    "doesnt",
+    "ain't",
+    "aren't",
+    "can't",
+    "couldn't",
+    "daren't",
+    "didn't",
+    "doesn't",
+    "dont",
+    "hadnt",
+    "hasnt",
+    "havent",
+    "isnt",
+    "mightnt",
+    "mustnt",
+    "neither",
+    "don't",
+    "hadn't",
+    "hasn't",
+    "haven't",
+    "isn't",
+    "mightn't",
+    "mustn't",
+    "neednt",
+    "needn't",
+    "never",
+    "none",
+    "nope",
+    "nor",
+    "not",
+    "nothing",
+    "nowhere",
+    "oughtnt",
+    "shant",
+    "shouldnt",
+    "uhuh",
+    "wasnt",
+    "werent",
+    "oughtn't",
+    "shan't",
+    "shouldn't",
+    "uh-uh",
+    "wasn't",
+    "weren't",
+    "without",
+    "wont",
+    "wouldnt",
+    "won't",
+    "wouldn't",
+    "rarely",
+    "seldom",
+    "despite",
 ];
 
 /// The reference's `BOOSTER_DICT`. The multi-word keys can never equal a single token; they only
@@ -153,6 +205,8 @@ pub(crate) const IN_BOOSTER: u8 = 2;
 pub(crate) const NEGATE_WORD: u8 = 4;
 /// Entry flag: the word occurs in a multi-word special case or booster n-gram.
 pub(crate) const IDIOM_WORD: u8 = 8;
+/// Entry flag: one of the words the rules compare with literally ([`RULE_WORDS`]).
+pub(crate) const RULE_WORD: u8 = 16;
 
 /// What VADER knows about one lowercased word.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -161,7 +215,7 @@ pub(crate) struct Entry {
     pub lex: f64,
     /// Booster scalar (meaningful only with [`IN_BOOSTER`]).
     pub booster: f64,
-    /// `IN_LEX | IN_BOOSTER | NEGATE_WORD | IDIOM_WORD`.
+    /// `IN_LEX | IN_BOOSTER | NEGATE_WORD | IDIOM_WORD | RULE_WORD`.
     pub flags: u8,
 }
 
@@ -207,18 +261,202 @@ impl Phrase {
     }
 }
 
+/// Longest key the tables can hold, in bytes (the 3.3.2 lexicon's longest is 19).
+pub(crate) const KEY_BUF: usize = 32;
+
+/// A lowercase word as the tables compare it: zero-padded to [`KEY_BUF`] bytes, read as four
+/// words, so that hashing and comparing cost a few integer operations and no `memcmp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Key {
+    words: [u64; 4],
+    len: usize,
+}
+
+impl Key {
+    /// The key of `bytes` as they are; `None` if longer than [`KEY_BUF`].
+    #[inline]
+    pub fn new(bytes: &[u8]) -> Option<Key> {
+        Key::build(bytes, |b| b)
+    }
+
+    /// The key of `bytes` with ASCII letters lowercased (Python's `lower()` for ASCII text);
+    /// `None` if longer than [`KEY_BUF`]. The reference for [`Key::ascii_lower_at`] in tests.
+    #[cfg(test)]
+    pub fn ascii_lower(bytes: &[u8]) -> Option<Key> {
+        Key::build(bytes, |b| b.to_ascii_lowercase())
+    }
+
+    #[inline]
+    fn build(bytes: &[u8], map: impl Fn(u8) -> u8) -> Option<Key> {
+        if bytes.len() > KEY_BUF {
+            return None;
+        }
+        let mut buf = [0u8; KEY_BUF];
+        for (d, &s) in buf.iter_mut().zip(bytes) {
+            *d = map(s);
+        }
+        let mut words = [0u64; 4];
+        for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            *w = u64::from_le_bytes(b);
+        }
+        Some(Key {
+            words,
+            len: bytes.len(),
+        })
+    }
+
+    /// The key of the `len` bytes of `text` at `start`, ASCII-lowercased, for a token known
+    /// to be ASCII, with what its letters say ([`AsciiShape`]); `None` if longer than
+    /// [`KEY_BUF`]. Reads eight bytes at a time straight from the text where it can (the hot
+    /// path: no byte loop, no copy).
+    #[inline]
+    pub fn ascii_lower_at(text: &[u8], start: usize, len: usize) -> Option<(Key, AsciiShape)> {
+        if len > KEY_BUF {
+            return None;
+        }
+        let mut words = [0u64; 4];
+        let mut upper = 0;
+        let mut lower = 0;
+        let mut apostrophe = 0;
+        let mut off = 0;
+        for w in words.iter_mut() {
+            if off >= len {
+                break;
+            }
+            let at = start + off;
+            let mut word = match text.get(at..at + 8) {
+                Some(chunk) => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(chunk);
+                    u64::from_le_bytes(b)
+                }
+                None => {
+                    // Near the end of the text: assemble the word bytewise.
+                    let mut b = [0u8; 8];
+                    for (d, s) in b.iter_mut().zip(&text[at.min(text.len())..]) {
+                        *d = *s;
+                    }
+                    u64::from_le_bytes(b)
+                }
+            };
+            let keep = len - off;
+            if keep < 8 {
+                word &= (1u64 << (8 * keep)) - 1;
+            }
+            let upper_bytes = swar_in_range(word, b'A', b'Z');
+            upper |= upper_bytes;
+            lower |= swar_in_range(word, b'a', b'z');
+            apostrophe |= swar_eq(word, b'\'');
+            *w = word | (upper_bytes >> 2);
+            off += 8;
+        }
+        let shape = AsciiShape {
+            upper: upper != 0,
+            lower: lower != 0,
+            apostrophe: apostrophe != 0,
+        };
+        Some((Key { words, len }, shape))
+    }
+
+    /// A mix of the words and length: four independent multiplies, then a folded multiply so
+    /// that both the top bits (home slot) and the low bits (tag) depend on every input bit.
+    #[inline]
+    fn hash(&self) -> u64 {
+        const K: [u64; 5] = [
+            0x9e37_79b9_7f4a_7c15,
+            0xc2b2_ae3d_27d4_eb4f,
+            0x1656_67b1_9e37_79f9,
+            0xd6e8_feb8_6659_fd93,
+            0xff51_afd7_ed55_8ccd,
+        ];
+        let h = self.words[0].wrapping_mul(K[0])
+            ^ self.words[1].wrapping_mul(K[1])
+            ^ self.words[2].wrapping_mul(K[2])
+            ^ self.words[3].wrapping_mul(K[3])
+            ^ self.len as u64;
+        let m = u128::from(h.rotate_left(32)) * u128::from(K[4]);
+        fold(m)
+    }
+}
+
+/// The two halves of a 128-bit product, xored.
+#[inline]
+#[allow(clippy::cast_possible_truncation)] // splitting into halves is the point
+fn fold(m: u128) -> u64 {
+    (m >> 64) as u64 ^ m as u64
+}
+
+/// What an ASCII token's bytes contain, found while building its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AsciiShape {
+    /// Some letter is uppercase.
+    pub upper: bool,
+    /// Some letter is lowercase.
+    pub lower: bool,
+    /// It contains an apostrophe (so it may contain "n't").
+    pub apostrophe: bool,
+}
+
+/// Eight 0x01 bytes.
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+/// Eight 0x80 bytes.
+pub(crate) const HIGHS: u64 = ONES * 0x80;
+
+/// 0x80 in each byte of `w` (all bytes ASCII) that lies in `lo..=hi`, 0 elsewhere. Byte-wise
+/// additions cannot carry into the next byte because every byte is below 0x80.
+#[inline]
+pub(crate) fn swar_in_range(w: u64, lo: u8, hi: u8) -> u64 {
+    let ge_lo = w + ONES * (0x80 - u64::from(lo));
+    let gt_hi = w + ONES * (0x7f - u64::from(hi));
+    ge_lo & !gt_hi & HIGHS
+}
+
+/// 0x80 in each byte of `w` equal to zero, exactly (no false positives from borrows).
+#[inline]
+pub(crate) fn swar_zero(w: u64) -> u64 {
+    !(((w & !HIGHS) + !HIGHS) | w) & HIGHS
+}
+
+/// 0x80 in each byte of `w` equal to `b`.
+#[inline]
+pub(crate) fn swar_eq(w: u64, b: u8) -> u64 {
+    swar_zero(w ^ (ONES * u64::from(b)))
+}
+
+/// ASCII-lowercases the eight bytes of `w`, which must all be ASCII.
+#[cfg(test)]
+fn swar_ascii_lower(w: u64) -> u64 {
+    w | (swar_in_range(w, b'A', b'Z') >> 2)
+}
+
+/// One table entry with its key, on one cache line: a hit costs one slot load and one line.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(64))]
+struct Record {
+    key: Key,
+    entry: Entry,
+}
+
 /// Everything parsed from the data, built once.
 pub(crate) struct Tables {
-    /// Open-addressing slots: 0 is empty, otherwise `(tag << 32) | (entry id + 1)`.
-    slots: Box<[u64]>,
+    /// Open-addressing slots: 0 is empty, otherwise `(16-bit tag << 16) | (entry id + 1)`.
+    /// Four bytes each keep the whole index (64 KiB) close to L1.
+    slots: Box<[u32]>,
     /// `64 - log2(slots.len())`: the hash's top bits pick the home slot.
     shift: u32,
-    /// Entry keys by id (lowercase words).
+    /// Keys and entries by id.
+    records: Vec<Record>,
+    /// Keys by id, as text (tests and debugging).
+    #[cfg_attr(not(test), allow(dead_code))]
     keys: Vec<&'static str>,
-    /// Entries by id.
-    entries: Vec<Entry>,
     /// Longest key in bytes: longer tokens cannot match and skip the probe.
     pub max_key_len: usize,
+    /// Whether every key is ASCII. Then a token with non-ASCII characters can only match if
+    /// one of them is KELVIN SIGN: every other non-ASCII character lowercases to something
+    /// with non-ASCII in it (a unit test checks this over all of Unicode).
+    pub ascii_keys: bool,
     /// Ids of the rule words.
     pub ids: RuleIds,
     /// Multi-word `SPECIAL_CASES`, in the reference's dict order.
@@ -276,7 +514,11 @@ impl Tables {
         let lexicon_len = lexicon.len();
 
         let mut map: HashMap<&'static str, Entry> = HashMap::with_capacity(lexicon_len + 256);
-        let empty = Entry { lex: 0.0, booster: 0.0, flags: 0 };
+        let empty = Entry {
+            lex: 0.0,
+            booster: 0.0,
+            flags: 0,
+        };
         for (&word, &value) in &lexicon {
             // A key is only reachable if it can equal Python's `token.lower()` for a token
             // without whitespace: ":D" or ":Þ" (uppercase) and "can't stand" (space) never are.
@@ -297,7 +539,7 @@ impl Tables {
             map.entry(word).or_insert(empty).flags |= NEGATE_WORD;
         }
         for &word in &RULE_WORDS {
-            map.entry(word).or_insert(empty);
+            map.entry(word).or_insert(empty).flags |= RULE_WORD;
         }
         let phrase_words = SPECIAL_CASES
             .iter()
@@ -312,29 +554,40 @@ impl Tables {
         // Deterministic ids: sorted keys.
         let mut pairs: Vec<(&'static str, Entry)> = map.into_iter().collect();
         pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // Keys longer than KEY_BUF could not be stored, nor more than 65,535 entries; 3.3.2 is
+        // far from both (a test checks).
+        pairs.retain(|p| p.0.len() <= KEY_BUF);
+        pairs.truncate(0xfffe);
         let keys: Vec<&'static str> = pairs.iter().map(|p| p.0).collect();
-        let entries: Vec<Entry> = pairs.iter().map(|p| p.1).collect();
+        let records: Vec<Record> = pairs
+            .iter()
+            .filter_map(|&(k, entry)| Key::new(k.as_bytes()).map(|key| Record { key, entry }))
+            .collect();
         let max_key_len = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+        let ascii_keys = keys.iter().all(|k| k.is_ascii());
 
-        let capacity = (keys.len() * 2).next_power_of_two().max(16);
+        let capacity = (records.len() * 2).next_power_of_two().max(16);
         let shift = 64 - capacity.trailing_zeros();
-        let mut slots = vec![0u64; capacity].into_boxed_slice();
+        let mut slots = vec![0u32; capacity].into_boxed_slice();
         let mask = capacity - 1;
-        for (id, key) in keys.iter().enumerate() {
-            let h = hash(key.as_bytes());
+        for (id, record) in records.iter().enumerate() {
+            let h = record.key.hash();
             let mut at = home(h, shift);
             while slots[at] != 0 {
                 at = (at + 1) & mask;
             }
-            slots[at] = (u64::from(tag(h)) << 32) | (id as u64 + 1);
+            // Ids fit in 16 bits: 3.3.2 gives ~7,600 entries (a test checks the bound).
+            let id = u32::try_from(id + 1).unwrap_or(0) & 0xffff;
+            slots[at] = (u32::from(tag(h)) << 16) | id;
         }
 
         let mut tables = Tables {
             slots,
             shift,
+            records,
             keys,
-            entries,
             max_key_len,
+            ascii_keys,
             ids: RuleIds {
                 no: NO_ID,
                 but: NO_ID,
@@ -397,11 +650,14 @@ impl Tables {
 
     /// The id of a lowercased word, if it has an entry.
     #[inline]
-    pub fn find(&self, key: &[u8]) -> Option<u32> {
-        if key.len() > self.max_key_len {
-            return None;
-        }
-        let h = hash(key);
+    pub fn find(&self, word: &[u8]) -> Option<u32> {
+        Key::new(word).and_then(|key| self.find_key(&key))
+    }
+
+    /// The id of a key, if it has an entry.
+    #[inline]
+    pub fn find_key(&self, key: &Key) -> Option<u32> {
+        let h = key.hash();
         let want = tag(h);
         let mask = self.slots.len() - 1;
         let mut at = home(h, self.shift);
@@ -411,7 +667,7 @@ impl Tables {
                 return None;
             }
             let (slot_tag, id) = split_slot(slot);
-            if slot_tag == want && self.keys[id as usize].as_bytes() == key {
+            if slot_tag == want && self.records[id as usize].key == *key {
                 return Some(id);
             }
             at = (at + 1) & mask;
@@ -421,7 +677,7 @@ impl Tables {
     /// The entry of an id returned by [`Tables::find`].
     #[inline]
     pub fn entry(&self, id: u32) -> &Entry {
-        &self.entries[id as usize]
+        &self.records[id as usize].entry
     }
 
     /// The key of an entry id (for tests and debugging).
@@ -438,31 +694,6 @@ fn is_reachable(key: &str) -> bool {
     !key.is_empty() && !key.chars().any(pytext::is_py_space) && key.to_lowercase() == key
 }
 
-/// FxHash-style word hash with a final avalanche, so that both the top bits (home slot) and the
-/// low bits (tag) are well mixed.
-#[inline]
-fn hash(key: &[u8]) -> u64 {
-    const K: u64 = 0xf135_7aea_2e62_a9c5;
-    let mut h = key.len() as u64;
-    let mut chunks = key.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    // murmur3 fmix64
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h
-}
-
 /// The home slot: the hash's top bits.
 #[inline]
 fn home(h: u64, shift: u32) -> usize {
@@ -470,18 +701,18 @@ fn home(h: u64, shift: u32) -> usize {
     usize::try_from(h >> shift).unwrap_or(0)
 }
 
-/// The 32-bit tag stored in a slot: the hash's low half.
+/// The 16-bit tag stored in a slot: the hash's low bits.
 #[inline]
-#[allow(clippy::cast_possible_truncation)] // keeping the low 32 bits is the point
-fn tag(h: u64) -> u32 {
-    h as u32
+#[allow(clippy::cast_possible_truncation)] // keeping the low 16 bits is the point
+fn tag(h: u64) -> u16 {
+    h as u16
 }
 
 /// Splits a slot into its tag and entry id.
 #[inline]
-#[allow(clippy::cast_possible_truncation)] // both halves are 32-bit fields by construction
-fn split_slot(slot: u64) -> (u32, u32) {
-    ((slot >> 32) as u32, (slot as u32).wrapping_sub(1))
+fn split_slot(slot: u32) -> (u16, u32) {
+    let tag = u16::try_from(slot >> 16).unwrap_or(0);
+    (tag, (slot & 0xffff).wrapping_sub(1))
 }
 
 /// The emoji lexicon: single code points and their descriptions.
@@ -527,7 +758,24 @@ impl EmojiTable {
             }
         }
         let min = sorted.first().map_or(u32::MAX, |p| p.0 as u32);
-        EmojiTable { sorted, bitmap, min, file_len: file_keys.len() }
+        EmojiTable {
+            sorted,
+            bitmap,
+            min,
+            file_len: file_keys.len(),
+        }
+    }
+
+    /// Whether code point `cp` is an emoji of the lexicon.
+    #[inline]
+    pub fn contains(&self, cp: u32) -> bool {
+        if cp < self.min {
+            return false;
+        }
+        if cp < BITMAP_LIMIT {
+            return self.bitmap[(cp / 64) as usize] & (1 << (cp % 64)) != 0;
+        }
+        char::from_u32(cp).is_some_and(|c| self.sorted.binary_search_by_key(&c, |p| p.0).is_ok())
     }
 
     /// The description of `c` if it is an emoji of the lexicon.
@@ -540,7 +788,10 @@ impl EmojiTable {
         if cp < BITMAP_LIMIT && self.bitmap[(cp / 64) as usize] & (1 << (cp % 64)) == 0 {
             return None;
         }
-        self.sorted.binary_search_by_key(&c, |p| p.0).ok().map(|i| self.sorted[i].1)
+        self.sorted
+            .binary_search_by_key(&c, |p| p.0)
+            .ok()
+            .map(|i| self.sorted[i].1)
     }
 
     /// Number of single-code-point emojis (the only ones that can match).
@@ -561,7 +812,13 @@ mod tests {
         assert_eq!(t.lexicon_len, 7506);
         assert_eq!(t.emoji.file_len, 3570);
         assert_eq!(t.emoji.len(), 1212);
-        assert!(t.max_key_len <= 32);
+        assert!(t.max_key_len <= KEY_BUF);
+        assert_eq!(
+            t.records.len(),
+            t.keys.len(),
+            "no key was too long to store"
+        );
+        assert!(t.ascii_keys);
     }
 
     #[test]
@@ -576,7 +833,7 @@ mod tests {
     #[test]
     fn every_key_is_found_and_misses_miss() {
         let t = tables();
-        for id in 0..u32::try_from(t.keys.len()).unwrap() {
+        for id in 0..u32::try_from(t.records.len()).unwrap() {
             assert_eq!(t.find(t.key(id).as_bytes()), Some(id));
         }
         assert_eq!(t.find(b"definitelynotaword"), None);
@@ -600,6 +857,74 @@ mod tests {
         assert_eq!(so.flags & IN_BOOSTER, IN_BOOSTER);
         assert_eq!(so.booster, B_INCR);
         assert_eq!(t.entry(i.never).flags & NEGATE_WORD, NEGATE_WORD);
+    }
+
+    #[test]
+    fn probes_are_short() {
+        let t = tables();
+        let mask = t.slots.len() - 1;
+        let mut total = 0;
+        for r in &t.records {
+            let mut at = home(r.key.hash(), t.shift);
+            let mut probes = 1;
+            while t.records[(t.slots[at] & 0xffff) as usize - 1].key != r.key {
+                at = (at + 1) & mask;
+                probes += 1;
+            }
+            total += probes;
+        }
+        let mean = f64::from(total) / t.records.len() as f64;
+        assert!(mean < 1.6, "mean probes {mean}");
+        assert!(t.records.len() < 0xffff);
+    }
+
+    #[test]
+    fn swar_lowercase() {
+        let all: Vec<u8> = (0..0x80u8).collect();
+        for chunk in all.chunks(8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            let lowered = swar_ascii_lower(u64::from_le_bytes(b)).to_le_bytes();
+            let expected: Vec<u8> = chunk.iter().map(u8::to_ascii_lowercase).collect();
+            assert_eq!(lowered.to_vec(), expected);
+        }
+        let text = b"xx HeLLo-WORLD-and-More-Text-Here-To-Read n't 'Z@[`{ N'T";
+        for start in 0..text.len() {
+            for len in 0..=(text.len() - start).min(KEY_BUF) {
+                let token = &text[start..start + len];
+                let want = Key::ascii_lower(token);
+                let got = Key::ascii_lower_at(text, start, len);
+                assert_eq!(got.map(|g| g.0), want, "{start} {len}");
+                let shape = got.unwrap().1;
+                assert_eq!(shape.upper, token.iter().any(u8::is_ascii_uppercase));
+                assert_eq!(shape.lower, token.iter().any(u8::is_ascii_lowercase));
+                assert_eq!(shape.apostrophe, token.contains(&b'\''));
+            }
+        }
+    }
+
+    #[test]
+    fn swar_masks_are_exact() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut bytes = [b'x'; 8];
+                bytes[pos] = b;
+                let w = u64::from_le_bytes(bytes);
+                let bit = 0x80u64 << (8 * pos);
+                assert!(swar_eq(w, b) & bit != 0);
+                assert_eq!(swar_zero(w) & bit != 0, b == 0, "{b}");
+                if b < 0x80 {
+                    assert_eq!(
+                        swar_in_range(w, b'A', b'Z') & bit != 0,
+                        b.is_ascii_uppercase()
+                    );
+                    assert_eq!(
+                        swar_in_range(w, b'a', b'z') & bit != 0,
+                        b.is_ascii_lowercase()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -90,20 +90,36 @@ mod tests {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let report = score_lines(input, &mut out, &mut err).unwrap();
-        (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap(), report)
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+            report,
+        )
     }
 
     #[test]
     fn invalid_line_keeps_alignment() {
-        let input = b"The book was good.\n\xff\xfe bad bytes\r\nVADER is smart, handsome, and funny!\r\n";
+        let input =
+            b"The book was good.\n\xff\xfe bad bytes\r\nVADER is smart, handsome, and funny!\r\n";
         let (out, err, report) = run(input);
         let lines: Vec<&str> = out.split('\n').collect();
         assert_eq!(
             lines,
-            ["0.0\t0.508\t0.492\t0.4404", "", "0.0\t0.248\t0.752\t0.8439", ""],
+            [
+                "0.0\t0.508\t0.492\t0.4404",
+                "",
+                "0.0\t0.248\t0.752\t0.8439",
+                ""
+            ],
             "one output line per input line, the invalid one empty"
         );
-        assert_eq!(report, LineReport { lines: 3, failed: 1 });
+        assert_eq!(
+            report,
+            LineReport {
+                lines: 3,
+                failed: 1
+            }
+        );
         assert!(err.starts_with("line 2: invalid UTF-8 at byte 0"), "{err}");
         assert_eq!(err.lines().count(), 1);
     }
@@ -111,9 +127,18 @@ mod tests {
     #[test]
     fn last_line_without_newline_and_empty_lines() {
         let (out, err, report) = run(b"\n\r\nToday SUX!");
-        assert_eq!(out, "0.0\t0.0\t0.0\t0.0\n0.0\t0.0\t0.0\t0.0\n0.779\t0.221\t0.0\t-0.5461\n");
+        assert_eq!(
+            out,
+            "0.0\t0.0\t0.0\t0.0\n0.0\t0.0\t0.0\t0.0\n0.779\t0.221\t0.0\t-0.5461\n"
+        );
         assert_eq!(err, "");
-        assert_eq!(report, LineReport { lines: 3, failed: 0 });
+        assert_eq!(
+            report,
+            LineReport {
+                lines: 3,
+                failed: 0
+            }
+        );
     }
 
     #[test]

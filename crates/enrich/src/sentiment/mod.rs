@@ -71,7 +71,12 @@ pub struct Scores {
 
 impl Scores {
     /// The scores of a text with no words: all zero.
-    pub const ZERO: Scores = Scores { neg: 0.0, neu: 0.0, pos: 0.0, compound: 0.0 };
+    pub const ZERO: Scores = Scores {
+        neg: 0.0,
+        neu: 0.0,
+        pos: 0.0,
+        compound: 0.0,
+    };
 
     /// The label of the compound score (see [`label`]).
     pub fn label(&self) -> SentimentLabel {
@@ -94,7 +99,12 @@ impl Scores {
 impl fmt::Display for Scores {
     /// The same text as [`Scores::write_tsv`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fields = [(self.neg, 3), (self.neu, 3), (self.pos, 3), (self.compound, 4)];
+        let fields = [
+            (self.neg, 3),
+            (self.neu, 3),
+            (self.pos, 3),
+            (self.compound, 4),
+        ];
         for (i, (value, ndigits)) in fields.into_iter().enumerate() {
             if i > 0 {
                 f.write_str("\t")?;

@@ -14,15 +14,25 @@ pub(crate) fn py_round(x: f64, ndigits: u32) -> f64 {
     if x == 0.0 || !x.is_finite() || ndigits > 6 {
         return x;
     }
-    let Some(q) = round_to_units(x.abs(), ndigits) else {
-        return x;
+    #[allow(clippy::cast_precision_loss)] // 10^6 is exact
+    let scale = 10u64.pow(ndigits) as f64;
+    // Fast path: |x| * scale is off the exact product by at most half an ulp (< 1e-9 for the
+    // values this is used on), so unless its fraction is within 1e-6 of one half the rounding
+    // direction is certain and `round` agrees with the exact computation.
+    let y = x.abs() * scale;
+    let q = if y < 1e9 && (y - y.floor() - 0.5).abs() > 1e-6 {
+        y.round()
+    } else {
+        match round_to_units(x.abs(), ndigits) {
+            // q < 2^53: exact as a double.
+            #[allow(clippy::cast_precision_loss)]
+            Some(q) => q as f64,
+            None => return x,
+        }
     };
-    let scale = 10u64.pow(ndigits);
     // q < 2^53 and scale <= 10^6 are exact doubles, and IEEE division is correctly rounded: this
     // is the double nearest to q / 10^ndigits, which is what CPython's strtod returns.
-    #[allow(clippy::cast_precision_loss)] // q < 2^53, checked in round_to_units
-    let r = q as f64 / scale as f64;
-    r.copysign(x)
+    (q / scale).copysign(x)
 }
 
 /// `|x| * 10^ndigits` rounded half-to-even on the exact binary value, if below 2^53.
@@ -31,7 +41,11 @@ fn round_to_units(ax: f64, ndigits: u32) -> Option<u64> {
     let biased = i32::try_from((bits >> 52) & 0x7ff).ok()?;
     let frac = bits & ((1u64 << 52) - 1);
     // ax = m * 2^e exactly.
-    let (m, e) = if biased == 0 { (frac, -1074) } else { (frac | (1u64 << 52), biased - 1075) };
+    let (m, e) = if biased == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1u64 << 52), biased - 1075)
+    };
     let n = u128::from(m) * u128::from(10u64.pow(ndigits)); // < 2^53 * 2^20 = 2^73
     let q = if e >= 0 {
         if e > 40 {
@@ -46,7 +60,11 @@ fn round_to_units(ax: f64, ndigits: u32) -> Option<u64> {
             let q = n >> s;
             let rem = n - (q << s);
             let half = 1u128 << (s - 1);
-            if rem > half || (rem == half && q & 1 == 1) { q + 1 } else { q }
+            if rem > half || (rem == half && q & 1 == 1) {
+                q + 1
+            } else {
+                q
+            }
         }
     };
     u64::try_from(q).ok().filter(|&q| q < (1u64 << 53))
@@ -99,7 +117,7 @@ pub(crate) fn format_py_str(buf: &mut [u8; 48], x: f64, ndigits: u32) -> usize {
     // Fractional part without trailing zeros, at least one digit.
     let mut frac = q % scale;
     let mut width = ndigits;
-    while width > 1 && frac % 10 == 0 {
+    while width > 1 && frac.is_multiple_of(10) {
         frac /= 10;
         width -= 1;
     }
@@ -145,6 +163,38 @@ mod tests {
         assert_eq!(py_round(0.9999999, 3), 1.0);
         assert_eq!(py_round(1e-300, 3), 0.0);
         assert_eq!(py_round(5e-324, 3), 0.0);
+    }
+
+    #[test]
+    fn fast_path_agrees_with_exact_rounding() {
+        // Deterministic xorshift sweep over [-1, 1], plus values right at and next to ties.
+        let exact = |x: f64, n: u32| {
+            let q = round_to_units(x.abs(), n).unwrap();
+            (q as f64 / 10u64.pow(n) as f64).copysign(x)
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let x = (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+            for n in [3, 4] {
+                assert_eq!(py_round(x, n).to_bits(), exact(x, n).to_bits(), "{x} {n}");
+            }
+        }
+        for k in 0..20_000u32 {
+            for n in [3, 4] {
+                let tie = (f64::from(k) + 0.5) / 10u64.pow(n) as f64;
+                for x in [
+                    tie,
+                    tie.next_up(),
+                    tie.next_down(),
+                    f64::from(k) / 16.0 / 1000.0,
+                ] {
+                    assert_eq!(py_round(x, n).to_bits(), exact(x, n).to_bits(), "{x} {n}");
+                }
+            }
+        }
     }
 
     #[test]

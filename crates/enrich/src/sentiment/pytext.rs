@@ -139,9 +139,10 @@ pub(crate) fn py_lower_into(s: &str, out: &mut String) {
             // Final_Sigma: preceded by a cased letter and not followed by one (skipping
             // case-ignorable characters both ways), as in CPython's handle_capital_sigma.
             let before = s[..i].chars().rev().find(|&p| !is_case_ignorable(p));
-            let after = s[i + c.len_utf8()..].chars().find(|&n| !is_case_ignorable(n));
-            let final_sigma =
-                before.is_some_and(is_cased) && !after.is_some_and(is_cased);
+            let after = s[i + c.len_utf8()..]
+                .chars()
+                .find(|&n| !is_case_ignorable(n));
+            let final_sigma = before.is_some_and(is_cased) && !after.is_some_and(is_cased);
             out.push(if final_sigma { 'ς' } else { 'σ' });
         } else if c.is_ascii() {
             out.push(c.to_ascii_lowercase());
@@ -176,8 +177,8 @@ mod tests {
         // [hex(c) for c in range(0x110000) if chr(c).isspace()] in CPython 3.11.
         let python: [u32; 29] = [
             0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680, 0x2000,
-            0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a,
-            0x2028, 0x2029, 0x202f, 0x205f, 0x3000,
+            0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028,
+            0x2029, 0x202f, 0x205f, 0x3000,
         ];
         let ours: Vec<u32> = (0..=0x10ffffu32)
             .filter_map(char::from_u32)

@@ -26,7 +26,8 @@
 
 use super::Scores;
 use super::lexicon::{
-    IDIOM_WORD, IN_BOOSTER, IN_LEX, NEGATE_WORD, NO_ID, Phrase, RuleIds, Tables, tables,
+    HIGHS, IDIOM_WORD, IN_BOOSTER, IN_LEX, Key, NEGATE_WORD, NO_ID, ONES, Phrase, RULE_WORD,
+    RuleIds, Tables, swar_eq, tables,
 };
 use super::pyfloat::py_round;
 use super::pytext::{at_most_two_chars, is_py_punct, py_isupper_chars, py_lower_into, space_len};
@@ -37,13 +38,14 @@ const C_INCR: f64 = 0.733;
 const N_SCALAR: f64 = -0.74;
 /// `normalize`'s alpha.
 const ALPHA: f64 = 15.0;
-/// Longest lowercase key the stack buffer holds; the 3.3.2 lexicon's longest is 19 bytes.
-const KEY_BUF: usize = 32;
 
 /// Token flag: `word.isupper()`.
-const UPPER: u8 = 16;
+const UPPER: u8 = 32;
 /// Token flag: `negated([word])`: in `NEGATE` or containing "n't".
-const NEGATED: u8 = 32;
+const NEGATED: u8 = 64;
+/// Token flags that can make a rule fire on a nearby lexicon word: a token window without any
+/// of them leaves the word's valence alone (except for ALL-CAPS emphasis).
+const RULE_FLAGS: u8 = IN_BOOSTER | NEGATED | IDIOM_WORD | RULE_WORD;
 
 /// One word or emoticon, resolved against the tables.
 #[derive(Debug, Clone, Copy)]
@@ -104,38 +106,46 @@ impl Scorer {
 
     /// Scores `text` exactly like vaderSentiment 3.3.2's `polarity_scores`.
     pub fn score(&mut self, text: &str) -> Scores {
-        let Scorer { tables, demoji, lower, toks, sentiments } = self;
+        let Scorer {
+            tables,
+            demoji,
+            lower,
+            toks,
+            sentiments,
+        } = self;
         let tables: &Tables = tables;
-        let text = replace_emojis(text, demoji, tables);
-        tokenize(text, tables, lower, toks);
+        // One pass splits, resolves and counts; it stops at the first emoji, in which case the
+        // text is rewritten with descriptions (as the reference does first) and the pass resumes
+        // at the start of the word holding the emoji: everything before it is unchanged.
+        toks.clear();
+        let marks = match tokenize(text, 0, Marks::default(), tables, lower, toks, true) {
+            Ok(marks) => marks,
+            Err(stop) => {
+                let text = replace_emojis(text, stop.emoji, demoji, tables);
+                match tokenize(text, stop.word, stop.marks, tables, lower, toks, false) {
+                    Ok(marks) => marks,
+                    // Unreachable: the emoji check is off on the second pass.
+                    Err(_) => return Scores::ZERO,
+                }
+            }
+        };
         if toks.is_empty() {
             return Scores::ZERO;
         }
         valences(tables, toks, sentiments);
         but_check(tables.ids.but, toks, sentiments);
-        let (exclamations, questions) = count_marks(text.as_bytes());
-        score_valence(sentiments, exclamations, questions)
+        score_valence(sentiments, marks.exclamations, marks.questions)
     }
 }
 
-/// The emoji loop at the top of `polarity_scores`: each code point that is an emoji key is
-/// replaced by its description, preceded by a space unless the previous character was an ASCII
-/// space; the character after a description is appended with no space ("😀abc" becomes
-/// "grinning faceabc"). Returns `text` itself when it has no emoji (the common case: no copy).
-/// The reference then calls `.strip()`, which cannot change the tokens or the "!"/"?" counts, so
-/// it is skipped.
-fn replace_emojis<'a>(text: &'a str, buf: &'a mut String, tables: &Tables) -> &'a str {
-    let bytes = text.as_bytes();
-    let Some(first_non_ascii) = bytes.iter().position(|&b| b >= 0x80) else {
-        return text;
-    };
+/// The emoji loop at the top of `polarity_scores`, from the first emoji at byte `first`: each
+/// code point that is an emoji key is replaced by its description, preceded by a space unless
+/// the previous character was an ASCII space; the character after a description is appended
+/// with no space ("😀abc" becomes "grinning faceabc"). The reference then calls `.strip()`,
+/// which cannot change the tokens or the "!"/"?" counts, so it is skipped.
+fn replace_emojis<'a>(text: &str, first: usize, buf: &'a mut String, tables: &Tables) -> &'a str {
     let emoji = &tables.emoji;
-    let first = text[first_non_ascii..]
-        .char_indices()
-        .find_map(|(i, c)| emoji.get(c).map(|_| first_non_ascii + i));
-    let Some(first) = first else {
-        return text;
-    };
+    let bytes = text.as_bytes();
     buf.clear();
     buf.push_str(&text[..first]);
     let mut prev_space = first == 0 || bytes[first - 1] == b' ';
@@ -158,83 +168,203 @@ fn replace_emojis<'a>(text: &'a str, buf: &'a mut String, tables: &Tables) -> &'
     buf.as_str()
 }
 
-/// `SentiText._words_and_emoticons` plus everything the rules later ask of each word:
-/// `text.split()` on Python whitespace, then `_strip_punc_if_word` (strip `string.punctuation`
-/// from both ends unless that leaves two characters or fewer, in which case the word is kept
-/// whole, punctuation and all), then the word's lowercase form looked up in the tables.
-fn tokenize(text: &str, tables: &Tables, lower: &mut String, toks: &mut Vec<Tok>) {
-    toks.clear();
-    let bytes = text.as_bytes();
-    let n = bytes.len();
-    let mut pos = 0;
-    loop {
-        while pos < n {
-            let len = space_len(bytes, pos);
-            if len == 0 {
-                break;
+/// Python's ASCII whitespace: `\t\n\x0b\x0c\r`, U+001C..U+001F and the space.
+#[inline]
+fn is_ascii_py_space(b: u8) -> bool {
+    matches!(b, 0x09..=0x0d | 0x1c..=0x20)
+}
+
+/// 0x80 in each byte of `w` that needs a closer look while scanning a word: ASCII at or below
+/// 0x20 (whitespace, or a control character), the first byte of a multi-byte character (which
+/// may be a Unicode space or an emoji), '!' and '?' (counted). All other bytes just extend the
+/// word. Exact per byte.
+#[inline]
+fn special_bytes(w: u64) -> u64 {
+    let gt_20 = (w & !HIGHS) + ONES * (0x7f - 0x20);
+    let ascii_le_20 = !(gt_20 | w) & HIGHS;
+    let lead = w & (w << 1) & HIGHS;
+    ascii_le_20 | lead | swar_eq(w, b'!') | swar_eq(w, b'?')
+}
+
+/// The eight bytes of `bytes` at `i`, padded with spaces past the end (so that the end of the
+/// text reads as whitespace).
+#[inline]
+fn load8(bytes: &[u8], i: usize) -> u64 {
+    let mut b = [b' '; 8];
+    match bytes.get(i..i + 8) {
+        Some(chunk) => b.copy_from_slice(chunk),
+        None => {
+            for (d, s) in b.iter_mut().zip(bytes.get(i..).unwrap_or_default()) {
+                *d = *s;
             }
-            pos += len;
         }
-        if pos >= n {
-            break;
-        }
-        let start = pos;
-        // Continuation bytes are never whitespace, so a bytewise scan stays on char boundaries.
-        while pos < n && space_len(bytes, pos) == 0 {
-            pos += 1;
-        }
-        let word = &bytes[start..pos];
-        let mut s = 0;
-        let mut e = word.len();
-        while s < e && is_py_punct(word[s]) {
-            s += 1;
-        }
-        while e > s && is_py_punct(word[e - 1]) {
-            e -= 1;
-        }
-        let (ts, te) =
-            if at_most_two_chars(&word[s..e]) { (start, pos) } else { (start + s, start + e) };
-        // Boundaries sit next to ASCII bytes or whitespace, hence on char boundaries.
-        let token = text.get(ts..te).unwrap_or_default();
-        toks.push(resolve(token, tables, lower));
+    }
+    u64::from_le_bytes(b)
+}
+
+/// The "!" and "?" counts of a text (`text.count("!")`, `text.count("?")`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Marks {
+    exclamations: usize,
+    questions: usize,
+}
+
+/// The code point of the character starting at `bytes[i]` (a lead byte of valid UTF-8).
+#[inline]
+fn decode_at(bytes: &[u8], i: usize) -> u32 {
+    let b0 = u32::from(bytes[i]);
+    let cont = |k: usize| u32::from(bytes.get(i + k).copied().unwrap_or(0x80) & 0x3f);
+    if b0 < 0xe0 {
+        ((b0 & 0x1f) << 6) | cont(1)
+    } else if b0 < 0xf0 {
+        ((b0 & 0x0f) << 12) | (cont(1) << 6) | cont(2)
+    } else {
+        ((b0 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3)
     }
 }
 
-/// Resolves one token: `isupper()`, `lower()` looked up in the tables, `negated([lower])`.
-#[inline]
-fn resolve(token: &str, tables: &Tables, lower: &mut String) -> Tok {
-    let bytes = token.as_bytes();
-    let mut has_lower = false;
-    let mut has_upper = false;
-    let mut non_ascii = false;
-    for &b in bytes {
-        has_lower |= b.is_ascii_lowercase();
-        has_upper |= b.is_ascii_uppercase();
-        non_ascii |= b >= 0x80;
-    }
-    let (upper, id) = if !non_ascii {
-        let id = if bytes.len() <= tables.max_key_len.min(KEY_BUF) {
-            let mut buf = [0u8; KEY_BUF];
-            for (d, s) in buf.iter_mut().zip(bytes) {
-                *d = s.to_ascii_lowercase();
+/// Where [`tokenize`] stopped on finding an emoji.
+#[derive(Debug, Clone, Copy)]
+struct EmojiStop {
+    /// Byte offset of the emoji.
+    emoji: usize,
+    /// Byte offset of the word holding it: tokens before it are final.
+    word: usize,
+    /// The marks counted before `word`.
+    marks: Marks,
+}
+
+/// `SentiText._words_and_emoticons` plus everything the rules later ask of each word, in one
+/// pass over the bytes from `from` (a word start or 0): `text.split()` on Python whitespace,
+/// `_strip_punc_if_word` (strip `string.punctuation` from both ends unless that leaves two
+/// characters or fewer, in which case the word is kept whole, punctuation and all), the word
+/// resolved against the tables and appended to `toks`, and the "!"/"?" counts added to `marks`.
+/// With `find_emoji`, stops at the first emoji.
+fn tokenize(
+    text: &str,
+    from: usize,
+    mut marks: Marks,
+    tables: &Tables,
+    lower: &mut String,
+    toks: &mut Vec<Tok>,
+    find_emoji: bool,
+) -> Result<Marks, EmojiStop> {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    let mut i = from;
+    'words: loop {
+        // Skip whitespace.
+        loop {
+            if i >= n {
+                break 'words;
             }
-            tables.find(&buf[..bytes.len()])
+            let b = bytes[i];
+            if is_ascii_py_space(b) {
+                i += 1;
+            } else if b >= 0xc0 && space_len(bytes, i) > 0 {
+                i += space_len(bytes, i);
+            } else {
+                break;
+            }
+        }
+        // A word: up to the next whitespace, eight bytes at a time between special bytes.
+        let start = i;
+        let marks_before = marks;
+        let mut non_ascii = false;
+        loop {
+            let special = special_bytes(load8(bytes, i));
+            if special == 0 {
+                i += 8;
+                continue;
+            }
+            let j = i + (special.trailing_zeros() / 8) as usize;
+            if j >= n {
+                i = n;
+                break;
+            }
+            let b = bytes[j];
+            i = j + 1;
+            match b {
+                b'!' => marks.exclamations += 1,
+                b'?' => marks.questions += 1,
+                0..=0x20 if is_ascii_py_space(b) => {
+                    i = j;
+                    break;
+                }
+                0xc0.. => {
+                    // Continuation bytes are never whitespace, so a word always ends on a char
+                    // boundary.
+                    if space_len(bytes, j) > 0 {
+                        i = j;
+                        break;
+                    }
+                    non_ascii = true;
+                    if find_emoji && tables.emoji.contains(decode_at(bytes, j)) {
+                        return Err(EmojiStop {
+                            emoji: j,
+                            word: start,
+                            marks: marks_before,
+                        });
+                    }
+                }
+                // Other control characters belong to the word.
+                _ => {}
+            }
+        }
+        let (mut s, mut e) = (start, i);
+        if is_py_punct(bytes[s]) || is_py_punct(bytes[e - 1]) {
+            while s < e && is_py_punct(bytes[s]) {
+                s += 1;
+            }
+            while e > s && is_py_punct(bytes[e - 1]) {
+                e -= 1;
+            }
+            if at_most_two_chars(&bytes[s..e]) {
+                (s, e) = (start, i);
+            }
+        }
+        // Stripping only removes ASCII punctuation: both ends sit on char boundaries, and the
+        // token is ASCII exactly when its word is.
+        toks.push(resolve(text, s, e, non_ascii, tables, lower));
+    }
+    Ok(marks)
+}
+
+/// Resolves the token `text[s..e]`: `isupper()`, `lower()` looked up in the tables,
+/// `negated([lower])`.
+#[inline]
+fn resolve(
+    text: &str,
+    s: usize,
+    e: usize,
+    non_ascii: bool,
+    tables: &Tables,
+    lower: &mut String,
+) -> Tok {
+    let bytes = &text.as_bytes()[s..e];
+    let (upper, id, apostrophe) = if non_ascii {
+        let token = text.get(s..e).unwrap_or_default();
+        let id = resolve_non_ascii(token, tables, lower);
+        (py_isupper_chars(token), id, bytes.contains(&b'\''))
+    } else if let Some((key, shape)) = Key::ascii_lower_at(text.as_bytes(), s, e - s) {
+        let id = if e - s <= tables.max_key_len {
+            tables.find_key(&key)
         } else {
             None
         };
-        (has_upper && !has_lower, id)
+        (shape.upper && !shape.lower, id, shape.apostrophe)
     } else {
-        // Rare path: full Unicode case rules. Lowercasing shrinks a string at most threefold
-        // (KELVIN SIGN, 3 bytes, becomes "k"), so longer tokens cannot match any key.
-        let id = if bytes.len() <= 3 * tables.max_key_len {
-            py_lower_into(token, lower);
-            tables.find(lower.as_bytes())
-        } else {
-            None
-        };
-        (py_isupper_chars(token), id)
+        // Longer than any key: only its case and "n't" matter.
+        let upper =
+            bytes.iter().any(u8::is_ascii_uppercase) && !bytes.iter().any(u8::is_ascii_lowercase);
+        (upper, None, bytes.contains(&b'\''))
     };
-    let mut tok = Tok { lex: 0.0, booster: 0.0, id: id.unwrap_or(NO_ID), flags: 0 };
+    let mut tok = Tok {
+        lex: 0.0,
+        booster: 0.0,
+        id: id.unwrap_or(NO_ID),
+        flags: 0,
+    };
     if let Some(id) = id {
         let entry = tables.entry(id);
         tok.lex = entry.lex;
@@ -247,7 +377,7 @@ fn resolve(token: &str, tables: &Tables, lower: &mut String) -> Tok {
     // `"n't" in word.lower()`: only ASCII characters lowercase to 'n', '\'' or 't' (the two
     // non-ASCII characters whose lowercase has ASCII in it give 'k' and 'i'), so a
     // case-insensitive search of the original bytes is exact.
-    if bytes.contains(&b'\'') && has_nt(bytes) {
+    if apostrophe && has_nt(bytes) {
         tok.flags |= NEGATED;
     }
     if upper {
@@ -256,9 +386,30 @@ fn resolve(token: &str, tables: &Tables, lower: &mut String) -> Tok {
     tok
 }
 
+/// The entry id of a token with non-ASCII characters (rare path: full Unicode lowercasing).
+#[cold]
+fn resolve_non_ascii(token: &str, tables: &Tables, lower: &mut String) -> Option<u32> {
+    // With ASCII-only keys (as in 3.3.2), only KELVIN SIGN lowercases into ASCII ("k"); a token
+    // with any other non-ASCII character cannot match.
+    if tables.ascii_keys && !token.chars().all(|c| c.is_ascii() || c == KELVIN_SIGN) {
+        return None;
+    }
+    // Lowercasing shrinks a string at most threefold (KELVIN SIGN, 3 bytes, becomes "k").
+    if token.len() > 3 * tables.max_key_len {
+        return None;
+    }
+    py_lower_into(token, lower);
+    tables.find(lower.as_bytes())
+}
+
+/// U+212A, the only non-ASCII character whose lowercase is pure ASCII.
+const KELVIN_SIGN: char = '\u{212a}';
+
 /// Whether `bytes` contains "n't" ignoring ASCII case.
 fn has_nt(bytes: &[u8]) -> bool {
-    bytes.windows(3).any(|w| w[0] | 0x20 == b'n' && w[1] == b'\'' && w[2] | 0x20 == b't')
+    bytes
+        .windows(3)
+        .any(|w| w[0] | 0x20 == b'n' && w[1] == b'\'' && w[2] | 0x20 == b't')
 }
 
 /// The loop of `polarity_scores` with `sentiment_valence` inlined: one valence per token.
@@ -289,6 +440,20 @@ fn sentiment_valence(tables: &Tables, toks: &[Tok], i: usize, cap_diff: bool) ->
     let ids = &tables.ids;
     let n = toks.len();
     let t = toks[i];
+    // Fast path: no booster, negation, rule or idiom word from three before to two after (the
+    // widest window any rule looks at), so only ALL-CAPS emphasis can apply.
+    let window = &toks[i.saturating_sub(3)..(i + 3).min(n)];
+    if window.iter().all(|w| w.flags & RULE_FLAGS == 0) {
+        return if t.has(UPPER) && cap_diff {
+            if t.lex > 0.0 {
+                t.lex + C_INCR
+            } else {
+                t.lex - C_INCR
+            }
+        } else {
+            t.lex
+        };
+    }
     let mut valence = t.lex;
     // "no" right before a lexicon word negates it instead of counting as negative itself.
     if t.id == ids.no && i != n - 1 && toks[i + 1].has(IN_LEX) {
@@ -407,22 +572,28 @@ fn special_idioms_check(tables: &Tables, valence: f64, toks: &[Tok], i: usize) -
     let two_one = [w(i - 2), w(i - 1)];
     let three_two_one = [w(i - 3), w(i - 2), w(i - 1)];
     let three_two = [w(i - 3), w(i - 2)];
-    let sequences: [&[u32]; 5] = [&one_zero, &two_one_zero, &two_one, &three_two_one, &three_two];
+    let sequences: [&[u32]; 5] = [
+        &one_zero,
+        &two_one_zero,
+        &two_one,
+        &three_two_one,
+        &three_two,
+    ];
     for seq in sequences {
         if let Some(v) = phrase_value(&tables.special_cases, seq) {
             valence = v;
             break;
         }
     }
-    if n - 1 > i {
-        if let Some(v) = phrase_value(&tables.special_cases, &[w(i), w(i + 1)]) {
-            valence = v;
-        }
+    if n - 1 > i
+        && let Some(v) = phrase_value(&tables.special_cases, &[w(i), w(i + 1)])
+    {
+        valence = v;
     }
-    if n - 1 > i + 1 {
-        if let Some(v) = phrase_value(&tables.special_cases, &[w(i), w(i + 1), w(i + 2)]) {
-            valence = v;
-        }
+    if n - 1 > i + 1
+        && let Some(v) = phrase_value(&tables.special_cases, &[w(i), w(i + 1), w(i + 2)])
+    {
+        valence = v;
     }
     let n_grams: [&[u32]; 3] = [&three_two_one, &three_two, &two_one];
     for n_gram in n_grams {
@@ -472,24 +643,17 @@ fn but_check(but: u32, toks: &[Tok], sentiments: &mut [f64]) {
     }
 }
 
-/// `text.count("!")` and `text.count("?")`.
-fn count_marks(bytes: &[u8]) -> (usize, usize) {
-    let mut exclamations = 0;
-    let mut questions = 0;
-    for &b in bytes {
-        exclamations += usize::from(b == b'!');
-        questions += usize::from(b == b'?');
-    }
-    (exclamations, questions)
-}
-
 /// `_punctuation_emphasis`: up to four "!" add 0.292 each; two or three "?" add 0.18 each, more
 /// add 0.96.
 #[allow(clippy::cast_precision_loss)] // counts are at most 4 or 3 where converted
 fn punctuation_emphasis(exclamations: usize, questions: usize) -> f64 {
     let ep_amplifier = exclamations.min(4) as f64 * 0.292;
     let qm_amplifier = if questions > 1 {
-        if questions <= 3 { questions as f64 * 0.18 } else { 0.96 }
+        if questions <= 3 {
+            questions as f64 * 0.18
+        } else {
+            0.96
+        }
     } else {
         0.0
     };
@@ -564,15 +728,33 @@ mod tests {
     // Expected values printed by vaderSentiment 3.3.2 (the module's own demo sentences).
     #[test]
     fn reference_demo_sentences() {
-        assert_eq!(score("VADER is smart, handsome, and funny."), (0.0, 0.254, 0.746, 0.8316));
-        assert_eq!(score("VADER is smart, handsome, and funny!"), (0.0, 0.248, 0.752, 0.8439));
-        assert_eq!(score("VADER is VERY SMART, handsome, and FUNNY."), (0.0, 0.246, 0.754, 0.9227));
+        assert_eq!(
+            score("VADER is smart, handsome, and funny."),
+            (0.0, 0.254, 0.746, 0.8316)
+        );
+        assert_eq!(
+            score("VADER is smart, handsome, and funny!"),
+            (0.0, 0.248, 0.752, 0.8439)
+        );
+        assert_eq!(
+            score("VADER is VERY SMART, handsome, and FUNNY."),
+            (0.0, 0.246, 0.754, 0.9227)
+        );
         assert_eq!(score("The book was good."), (0.0, 0.508, 0.492, 0.4404));
-        assert_eq!(score("At least it isn't a horrible book."), (0.0, 0.678, 0.322, 0.431));
+        assert_eq!(
+            score("At least it isn't a horrible book."),
+            (0.0, 0.678, 0.322, 0.431)
+        );
         assert_eq!(score("Today SUX!"), (0.779, 0.221, 0.0, -0.5461));
         assert_eq!(score("Not bad at all"), (0.0, 0.513, 0.487, 0.431));
-        assert_eq!(score("Catch utf-8 emoji such as 💘 and 💋 and 😁"), (0.0, 0.583, 0.417, 0.875));
-        assert_eq!(score("Make sure you :) or :D today!"), (0.0, 0.294, 0.706, 0.8633));
+        assert_eq!(
+            score("Catch utf-8 emoji such as 💘 and 💋 and 😁"),
+            (0.0, 0.583, 0.417, 0.875)
+        );
+        assert_eq!(
+            score("Make sure you :) or :D today!"),
+            (0.0, 0.294, 0.706, 0.8633)
+        );
     }
 
     #[test]
@@ -586,16 +768,60 @@ mod tests {
     fn emoji_replacement_spacing() {
         let t = tables();
         let mut buf = String::new();
-        assert_eq!(replace_emojis("a😀b", &mut buf, t), "a grinning faceb");
-        assert_eq!(replace_emojis("😀😀", &mut buf, t), "grinning face grinning face");
-        assert_eq!(replace_emojis("é 😀", &mut buf, t), "é grinning face");
-        assert_eq!(replace_emojis("plain", &mut buf, t), "plain");
+        let mut replace = |text: &str| {
+            let mut lower = String::new();
+            let mut toks = Vec::new();
+            match tokenize(text, 0, Marks::default(), t, &mut lower, &mut toks, true) {
+                Ok(_) => text.to_string(),
+                Err(stop) => replace_emojis(text, stop.emoji, &mut buf, t).to_string(),
+            }
+        };
+        assert_eq!(replace("a😀b"), "a grinning faceb");
+        assert_eq!(replace("😀😀"), "grinning face grinning face");
+        assert_eq!(replace("é 😀"), "é grinning face");
+        assert_eq!(replace("a\u{a0}©x"), "a\u{a0} copyrightx");
+        assert_eq!(replace("plain é"), "plain é");
+    }
+
+    #[test]
+    fn only_kelvin_sign_lowercases_to_ascii() {
+        for c in (0x80..=0x10ffffu32).filter_map(char::from_u32) {
+            if c != KELVIN_SIGN {
+                assert!(
+                    c.to_lowercase().any(|l| !l.is_ascii()),
+                    "U+{:04X}",
+                    c as u32
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn special_bytes_are_exact() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut bytes = [b'x'; 8];
+                bytes[pos] = b;
+                let special = special_bytes(u64::from_le_bytes(bytes));
+                let want = b <= 0x20 || b >= 0xc0 || b == b'!' || b == b'?';
+                assert_eq!(special == 0x80u64 << (8 * pos), want, "{b:#x} at {pos}");
+                assert_eq!(special & !(0x80u64 << (8 * pos)), 0);
+            }
+            if b < 0x80 {
+                assert_eq!(is_ascii_py_space(b), space_len(&[b], 0) == 1, "{b:#x}");
+            }
+        }
     }
 
     #[test]
     fn but_check_first_occurrence_quirk() {
         let but = tables().ids.but;
-        let plain = Tok { lex: 0.0, booster: 0.0, id: NO_ID, flags: 0 };
+        let plain = Tok {
+            lex: 0.0,
+            booster: 0.0,
+            id: NO_ID,
+            flags: 0,
+        };
         let but_tok = Tok { id: but, ..plain };
         let toks = [plain, plain, but_tok, plain];
         let mut s = [1.0, 2.0, 0.0, 1.0];

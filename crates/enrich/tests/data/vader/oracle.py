@@ -170,7 +170,8 @@ HANDWRITTEN = [
     "ÉTÉ GOOD", "été GOOD", "ÉTÉ good", "CAFÉ good", "Σ GOOD", "ΟΔΟΣ good", "ǅ good",
     "GOOD ǅ", "ǅ GOOD", "ª GOOD", "Ⅻ good", "ⅻ GOOD", "ⓐ GOOD", "Ⓐ good", "123 GOOD",
     "1ST GOOD", "GOOD 123", "Kelvin \u212aind of good", "\u212aIND OF GOOD", "\u212a good",
-    "İstanbul good", "İSTANBUL GOOD", "istanbul İYİ",
+    "İstanbul good", "İSTANBUL GOOD", "istanbul İYİ", "GOOD AǅB", "AǅB GOOD good",
+    "ÉǅÉ GOOD", "GOOD ᾈΑ", "GOOD ΑᾈΑ nice", "LOVE Aǲ", "Ǆǅǆ GREAT", "ÀÉÎ GREAT great",
     # Punctuation emphasis.
     "good!", "good!!", "good!!!", "good!!!!", "good!!!!!", "good!!!!!!!!!!", "bad!", "bad!!!",
     "good?", "good??", "good???", "good????", "good?????", "bad??", "bad???", "bad????",

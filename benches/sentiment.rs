@@ -1,0 +1,135 @@
+//! Sentiment stage: VADER scores of tweet-length texts, texts/s on one core.
+//!
+//! Two scorers side by side on the same corpus: cluetrain's (`enrich::sentiment::Scorer`) and
+//! the crate `vader-parity` 0.1.0, a faithful but straightforward Rust port, as the baseline. The
+//! corpus is every oracle text (`crates/enrich/tests/data/vader/oracle.jsonl`) of
+//! tweet length, 30 to 280 characters: real-looking posts with emoji, handles, links, odd case
+//! and punctuation, in a fixed order.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use enrich::sentiment::Scorer;
+
+const ORACLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../crates/enrich/tests/data/vader/oracle.jsonl"
+);
+
+/// Texts per benchmark iteration.
+const CORPUS: usize = 2000;
+
+/// Decodes a JSON string body (the part between the quotes); `None` if malformed.
+fn json_unescape(body: &str) -> Option<String> {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '"' => out.push('"'),
+            '\\' => out.push('\\'),
+            '/' => out.push('/'),
+            'b' => out.push('\u{8}'),
+            'f' => out.push('\u{c}'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'u' => {
+                let hex = |chars: &mut std::str::Chars<'_>| -> Option<u32> {
+                    let s: String = chars.take(4).collect();
+                    u32::from_str_radix(&s, 16).ok()
+                };
+                let hi = hex(&mut chars)?;
+                let cp = if (0xd800..0xdc00).contains(&hi) {
+                    if chars.next()? != '\\' || chars.next()? != 'u' {
+                        return None;
+                    }
+                    let lo = hex(&mut chars)?;
+                    0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)
+                } else {
+                    hi
+                };
+                out.push(char::from_u32(cp)?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The `"text"` field of one oracle line (the first field, written by Python's json.dumps).
+fn oracle_text(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("{\"text\": \"")?;
+    // The body ends at the first unescaped quote.
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return json_unescape(&rest[..i]),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Tweet-length oracle texts, repeated in order up to `CORPUS` texts.
+fn corpus() -> Vec<String> {
+    let data = std::fs::read_to_string(ORACLE)
+        .unwrap_or_else(|e| panic!("{ORACLE}: {e} (run `cargo xtask vader-oracle`)"));
+    let tweets: Vec<String> = data
+        .lines()
+        .filter_map(oracle_text)
+        .filter(|t| (30..=280).contains(&t.chars().count()))
+        .collect();
+    assert!(
+        tweets.len() > 1000,
+        "only {} tweet-length texts in the oracle",
+        tweets.len()
+    );
+    let corpus: Vec<String> = tweets.iter().cycle().take(CORPUS).cloned().collect();
+    let bytes: usize = corpus.iter().map(String::len).sum();
+    eprintln!(
+        "sentiment corpus: {} texts ({} distinct), mean {} bytes",
+        corpus.len(),
+        tweets.len().min(CORPUS),
+        bytes / corpus.len()
+    );
+    corpus
+}
+
+fn sentiment(c: &mut Criterion) {
+    let texts = corpus();
+    let mut group = c.benchmark_group("sentiment");
+    group.throughput(Throughput::Elements(texts.len() as u64));
+    // The baseline takes ~25 ms per iteration: fewer, longer samples keep the run short.
+    group.sample_size(30);
+
+    group.bench_function("cluetrain_vader", |b| {
+        let mut scorer = Scorer::new();
+        b.iter(|| {
+            let mut sum = 0.0;
+            for t in &texts {
+                sum += scorer.score(black_box(t)).compound;
+            }
+            black_box(sum)
+        });
+    });
+
+    group.bench_function("vader_parity_0_1_0", |b| {
+        let analyzer = vader_parity::SentimentIntensityAnalyzer::new();
+        b.iter(|| {
+            for t in &texts {
+                black_box(analyzer.polarity_scores(black_box(t)));
+            }
+        });
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, sentiment);
+criterion_main!(benches);
