@@ -122,7 +122,10 @@ mod tests {
 
     const GOOD: &str = r#"{"event_id":"e1","platform":"x","kind":"mention","created_at":"2026-01-05T10:00:00Z","brand":"Acme","author":{"id":"u1","is_org":false},"text":"hi @Acme"}"#;
 
-    fn run(input: &str) -> (u64, Vec<(Option<String>, Option<u64>, String)>) {
+    /// (brand of a valid line, line number of an invalid one, payload or reason).
+    type Got = (Option<String>, Option<u64>, String);
+
+    fn run(input: &str) -> (u64, Vec<Got>) {
         let mut got = Vec::new();
         let rows = replay(input.as_bytes(), 0, |l| {
             got.push(match l {

@@ -906,7 +906,7 @@ mod tests {
         // 0 <- 1 <- 2, 3 <-> 4, 5 -> 4
         let parents = [None, Some(0), Some(1), Some(4), Some(3), Some(4)];
         let mut v = vec![UNSET; 6];
-        follow(&mut v, |i| parents[i], |i| i as u32);
+        follow(&mut v, |i| parents[i], |i| u32::try_from(i).unwrap());
         assert_eq!(v, vec![0, 0, 0, NONE, NONE, NONE]);
     }
 }
