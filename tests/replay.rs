@@ -307,3 +307,29 @@ fn twcs_sample_is_produced_keyed_by_brand() {
         assert_eq!(p, m.partition(), "{key}");
     }
 }
+
+#[test]
+fn undelivered_events_are_counted_and_fail_the_run() {
+    // Tansu does not create topics: every delivery fails once message.timeout.ms is over.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[kafka.producer_properties]\n\"message.timeout.ms\" = \"1500\"\n",
+    )
+    .unwrap();
+    let out = cluetrain()
+        .args(["replay", "--format", "twcs", "--topic", &unique("missing")])
+        .arg("--config")
+        .arg(&config)
+        .arg(sample())
+        .env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let rep: Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    assert_eq!(rep["produced"], 0, "{rep}");
+    assert_eq!(rep["failed"], 16, "{rep}");
+    assert!(stderr.contains("16 events were not delivered"), "{stderr}");
+}

@@ -81,16 +81,17 @@ impl Problems {
     }
 }
 
+/// The progress bar: phase, bytes read of the file, rate and ETA.
+const BAR_TEMPLATE: &str = "{msg:10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+
 fn progress(len: u64, phase: &'static str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{msg:10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style = ProgressStyle::with_template(BAR_TEMPLATE)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     bar.set_style(style);
     bar.set_message(phase);
     bar
@@ -208,4 +209,30 @@ pub fn print_report(report: &Report, dry_run: bool) -> anyhow::Result<()> {
         writeln!(out, "{line}").context("writing the report")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_template_is_valid() {
+        assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
+    }
+
+    #[test]
+    fn report_is_one_json_line_with_every_count() {
+        let r = Report {
+            rows: 5,
+            events: 3,
+            produced: 2,
+            failed: 1,
+            malformed: 1,
+            unattributable: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"rows":5,"events":3,"produced":2,"failed":1,"malformed":1,"unattributable":1}"#
+        );
+    }
 }

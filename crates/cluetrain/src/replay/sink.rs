@@ -11,8 +11,9 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-/// How long [`Sink::finish`] waits for outstanding deliveries.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one flush attempt waits; [`Sink::finish`] retries while deliveries are pending
+/// (librdkafka reports every message within `message.timeout.ms`, delivered or failed).
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 /// Counts delivery reports.
 #[derive(Default)]
@@ -141,9 +142,14 @@ impl Sink {
                 })
             }
             Inner::Kafka { producer, topic } => {
-                producer
-                    .flush(FLUSH_TIMEOUT)
-                    .with_context(|| format!("flushing the producer to topic {topic:?}"))?;
+                while let Err(e) = producer.flush(FLUSH_WAIT) {
+                    let pending = producer.in_flight_count();
+                    if pending <= 0 {
+                        return Err(e)
+                            .with_context(|| format!("flushing the producer to topic {topic:?}"));
+                    }
+                    tracing::info!(pending, "waiting for deliveries to {topic:?}");
+                }
                 let ctx = producer.context();
                 Ok(Delivered {
                     produced: ctx.delivered.load(Ordering::Relaxed),
