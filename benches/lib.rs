@@ -21,7 +21,11 @@ pub fn generated_payloads(n: usize) -> Vec<Vec<u8>> {
             let e = SocialEvent {
                 event_id: format!("bench-{i:09}"),
                 platform: "x".into(),
-                kind: if i % 3 == 0 { EventKind::Reply } else { EventKind::Mention },
+                kind: if i % 3 == 0 {
+                    EventKind::Reply
+                } else {
+                    EventKind::Mention
+                },
                 created_at: format!("2026-01-05T10:{:02}:{:02}.123Z", (i / 60) % 60, i % 60),
                 brand: ["acme_air", "northwind_bank", "initech_cloud"][i % 3].into(),
                 author: SocialAuthor {
