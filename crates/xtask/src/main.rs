@@ -45,7 +45,11 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <task>\n\n  test          fmt-independent full test run with a real Kafka broker (Tansu)\n  bench         Criterion benchmarks per stage\n  vader-oracle  regenerate the VADER reference scores (Python vaderSentiment 3.3.2)\n  check-layers  check that ingest, enrich and aggregate do not depend on each other"
             );
-            Ok(if task == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            Ok(if task == "help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
     };
     match result {
@@ -59,7 +63,10 @@ fn main() -> ExitCode {
 
 fn workspace_root() -> PathBuf {
     // crates/xtask → the workspace root is two levels up.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
 /// `$CLUETRAIN_CACHE`, default `$HOME/.cache/cluetrain`.
@@ -67,7 +74,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CLUETRAIN_CACHE") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("cluetrain")
 }
 
@@ -90,11 +99,25 @@ fn check_layers() -> anyhow::Result<()> {
     step("checking that the stage crates do not depend on each other");
     for stage in STAGES {
         let out = cargo()
-            .args(["tree", "--quiet", "-p", stage, "-e", "normal,build,dev", "--prefix", "none", "--format", "{p}"])
+            .args([
+                "tree",
+                "--quiet",
+                "-p",
+                stage,
+                "-e",
+                "normal,build,dev",
+                "--prefix",
+                "none",
+                "--format",
+                "{p}",
+            ])
             .output()
             .context("running cargo tree")?;
         if !out.status.success() {
-            bail!("cargo tree -p {stage} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "cargo tree -p {stage} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let tree = String::from_utf8_lossy(&out.stdout);
         for other in STAGES.iter().filter(|o| *o != stage) {
@@ -110,7 +133,11 @@ fn check_layers() -> anyhow::Result<()> {
 }
 
 fn tansu_bin() -> PathBuf {
-    cache_dir().join("tools").join(format!("tansu-{TANSU_VERSION}")).join("bin").join("tansu")
+    cache_dir()
+        .join("tools")
+        .join(format!("tansu-{TANSU_VERSION}"))
+        .join("bin")
+        .join("tansu")
 }
 
 fn ensure_tansu() -> anyhow::Result<PathBuf> {
@@ -118,13 +145,31 @@ fn ensure_tansu() -> anyhow::Result<PathBuf> {
     if bin.is_file() {
         return Ok(bin);
     }
-    step(&format!("installing Tansu {TANSU_VERSION} into {} (first run only; ~15 minutes on 2 cores)", bin.display()));
-    let root = bin.parent().and_then(Path::parent).context("tansu path has no root")?;
+    step(&format!(
+        "installing Tansu {TANSU_VERSION} into {} (first run only; ~15 minutes on 2 cores)",
+        bin.display()
+    ));
+    let root = bin
+        .parent()
+        .and_then(Path::parent)
+        .context("tansu path has no root")?;
     let mut c = cargo();
-    c.args(["install", "tansu", "--version", TANSU_VERSION, "--locked", "--features", TANSU_FEATURES, "--root"])
-        .arg(root)
-        // A target directory of its own: the broker's build must not fight over ours.
-        .env("CARGO_TARGET_DIR", cache_dir().join("tools").join("tansu-build"));
+    c.args([
+        "install",
+        "tansu",
+        "--version",
+        TANSU_VERSION,
+        "--locked",
+        "--features",
+        TANSU_FEATURES,
+        "--root",
+    ])
+    .arg(root)
+    // A target directory of its own: the broker's build must not fight over ours.
+    .env(
+        "CARGO_TARGET_DIR",
+        cache_dir().join("tools").join("tansu-build"),
+    );
     if !status(c, "cargo install tansu")? || !bin.is_file() {
         bail!("installing Tansu failed; see the cargo output above");
     }
@@ -156,10 +201,22 @@ fn start_broker(bin: &Path, log_dir: &Path) -> anyhow::Result<Broker> {
     let url = format!("tcp://{address}");
     std::fs::create_dir_all(log_dir)?;
     let log_path = log_dir.join("tansu.log");
-    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    step(&format!("starting Tansu on {address} (log: {})", log_path.display()));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    step(&format!(
+        "starting Tansu on {address} (log: {})",
+        log_path.display()
+    ));
     let child = Command::new(bin)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
         .env_remove("LISTENER_URL")
         .env_remove("ADVERTISED_LISTENER_URL")
         .env_remove("STORAGE_ENGINE")
@@ -172,17 +229,32 @@ fn start_broker(bin: &Path, log_dir: &Path) -> anyhow::Result<Broker> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(&broker.address).is_err() {
         if Instant::now() > deadline {
-            bail!("Tansu did not accept connections on {} within 30s; see {}", broker.address, log_path.display());
+            bail!(
+                "Tansu did not accept connections on {} within 30s; see {}",
+                broker.address,
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     for (topic, partitions) in TOPICS {
         let out = Command::new(bin)
-            .args(["topic", "create", topic, "--partitions", &partitions.to_string(), "--broker", &url])
+            .args([
+                "topic",
+                "create",
+                topic,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+                &url,
+            ])
             .output()
             .context("running tansu topic create")?;
         if !out.status.success() {
-            bail!("creating topic {topic}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "creating topic {topic}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     Ok(broker)
@@ -191,13 +263,26 @@ fn start_broker(bin: &Path, log_dir: &Path) -> anyhow::Result<Broker> {
 fn target_dir() -> anyhow::Result<PathBuf> {
     if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
         let p = PathBuf::from(d);
-        return Ok(if p.is_absolute() { p } else { workspace_root().join(p) });
+        return Ok(if p.is_absolute() {
+            p
+        } else {
+            workspace_root().join(p)
+        });
     }
-    let out = cargo().args(["metadata", "--format-version", "1", "--no-deps"]).output().context("running cargo metadata")?;
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let key = "\"target_directory\":\"";
-    let start = text.find(key).context("cargo metadata has no target_directory")? + key.len();
-    let end = text[start..].find('"').context("malformed cargo metadata")? + start;
+    let start = text
+        .find(key)
+        .context("cargo metadata has no target_directory")?
+        + key.len();
+    let end = text[start..]
+        .find('"')
+        .context("malformed cargo metadata")?
+        + start;
     Ok(PathBuf::from(&text[start..end]))
 }
 
@@ -215,23 +300,31 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     check_layers()?;
     let tansu = ensure_tansu()?;
     step("building the cluetrain binary used by the CLI tests");
-    if !status({
-        let mut c = cargo();
-        c.args(["build", "--package", "cluetrain", "--bin", "cluetrain"]);
-        c
-    }, "cargo build")? {
+    if !status(
+        {
+            let mut c = cargo();
+            c.args(["build", "--package", "cluetrain", "--bin", "cluetrain"]);
+            c
+        },
+        "cargo build",
+    )? {
         bail!("building cluetrain failed");
     }
     let target = target_dir()?;
     let bin = target.join("debug").join("cluetrain");
     let broker = start_broker(&tansu, &target.join("xtask"))?;
-    let env = [("CLUETRAIN_TEST_BROKERS", broker.address.clone()), ("CLUETRAIN_BIN", bin.display().to_string())];
+    let env = [
+        ("CLUETRAIN_TEST_BROKERS", broker.address.clone()),
+        ("CLUETRAIN_BIN", bin.display().to_string()),
+    ];
 
     let mut ok = true;
     if has_nextest() {
         step("running every test (cargo nextest)");
         let mut c = cargo();
-        c.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(extra).envs(env.clone());
+        c.args(["nextest", "run", "--workspace", "--no-fail-fast"])
+            .args(extra)
+            .envs(env.clone());
         ok &= status(c, "cargo nextest run")?;
         step("running doc tests (nextest does not run them)");
         let mut c = cargo();
@@ -240,17 +333,32 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     } else {
         step("running every test (cargo test; install cargo-nextest for parallel runs)");
         let mut c = cargo();
-        c.args(["test", "--workspace", "--no-fail-fast"]).args(extra).envs(env.clone());
+        c.args(["test", "--workspace", "--no-fail-fast"])
+            .args(extra)
+            .envs(env.clone());
         ok &= status(c, "cargo test")?;
     }
     drop(broker);
-    eprintln!("\n==> cargo xtask test: {} in {:.0}s", if ok { "passed" } else { "FAILED" }, started.elapsed().as_secs_f64());
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    eprintln!(
+        "\n==> cargo xtask test: {} in {:.0}s",
+        if ok { "passed" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn bench(extra: &[String]) -> anyhow::Result<ExitCode> {
     step("running the Criterion benches of benches/ (release profile)");
     let mut c = cargo();
-    c.args(["bench", "--package", "cluetrain-benches"]).args(extra);
-    Ok(if status(c, "cargo bench")? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    c.args(["bench", "--package", "cluetrain-benches"])
+        .args(extra);
+    Ok(if status(c, "cargo bench")? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
