@@ -320,16 +320,18 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
 
     let mut ok = true;
     if has_nextest() {
+        // Doc tests first (nextest does not run them), so that nextest's summary of every
+        // other test is the run's closing line.
+        step("running doc tests");
+        let mut c = cargo();
+        c.args(["test", "--workspace", "--doc"]).envs(env.clone());
+        ok &= status(c, "cargo test --doc")?;
         step("running every test (cargo nextest)");
         let mut c = cargo();
         c.args(["nextest", "run", "--workspace", "--no-fail-fast"])
             .args(extra)
             .envs(env.clone());
         ok &= status(c, "cargo nextest run")?;
-        step("running doc tests (nextest does not run them)");
-        let mut c = cargo();
-        c.args(["test", "--workspace", "--doc"]).envs(env.clone());
-        ok &= status(c, "cargo test --doc")?;
     } else {
         step("running every test (cargo test; install cargo-nextest for parallel runs)");
         let mut c = cargo();
