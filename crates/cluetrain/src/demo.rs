@@ -48,6 +48,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         poison_rate: 0.002,
         ..GeneratorOptions::default()
     };
+    // The brands' own accounts, so linkage knows who speaks for each brand.
+    config.brands = Generator::new(gen_opts.clone())
+        .brand_accounts()
+        .into_iter()
+        .map(|(name, accounts)| model::config::BrandConfig {
+            name: name.to_string(),
+            accounts: accounts.into_iter().map(str::to_string).collect(),
+        })
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
         let kafka = config.kafka.clone();
@@ -129,6 +138,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn format_seconds(secs: f64) -> String {
+    if secs < 60.0 {
+        format!("{secs:.0}s")
+    } else if secs < 3600.0 {
+        format!("{:.0}m", secs / 60.0)
+    } else {
+        format!("{:.1}h", secs / 3600.0)
+    }
+}
+
 fn summary_line(s: &Snapshot) -> String {
     format!(
         "events={} dead_letters={} rate={:.0} msg/s brands={}",
@@ -145,25 +164,50 @@ fn render(header: &str, s: &Snapshot, elapsed: Duration) -> String {
     if !elapsed.is_zero() {
         let _ = writeln!(t, "running {:.0}s", elapsed.as_secs_f64());
     }
-    let _ = writeln!(t, "\n{}\n", summary_line(s));
-    let _ = writeln!(
-        t,
-        "{:<18} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}",
-        "brand", "events", "mentions", "DMs", "posts", "replies", "by org"
-    );
-    for (brand, c) in &s.brands {
-        let k = |name: &str| c.by_kind.get(name).copied().unwrap_or(0);
+    let _ = writeln!(t, "\n{}", summary_line(s));
+    if let Some(w) = s
+        .watermark
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_micros)
+    {
         let _ = writeln!(
             t,
-            "{:<18} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}",
-            brand,
-            c.events,
-            k("mention"),
-            k("direct_message"),
-            k("post"),
-            k("reply") + k("comment"),
-            c.by_org
+            "event time (watermark): {}",
+            w.format("%Y-%m-%d %H:%M:%S UTC")
         );
     }
+    let _ = writeln!(t);
+    let _ = writeln!(
+        t,
+        "{:<16} {:>7} {:>8} {:>9} {:>10} {:>9} {:>12} {:>9}",
+        "brand",
+        "events",
+        "inbound",
+        "answers",
+        "broadcasts",
+        "answered",
+        "median FRT",
+        "net sent."
+    );
+    for (brand, c) in &s.brands {
+        let pct = c
+            .answered_share()
+            .map_or("-".to_string(), |r| format!("{:.0}%", r * 100.0));
+        let frt = c
+            .median_first_response()
+            .map_or("-".to_string(), format_seconds);
+        let net = c
+            .net_sentiment()
+            .map_or("-".to_string(), |n| format!("{n:+.2}"));
+        let _ = writeln!(
+            t,
+            "{:<16} {:>7} {:>8} {:>9} {:>10} {:>9} {:>12} {:>9}",
+            brand, c.events, c.inbound, c.responses, c.broadcasts, pct, frt, net
+        );
+    }
+    let _ = writeln!(
+        t,
+        "\nanswered = inbound messages answered so far (answers can take hours: the share grows); \
+         FRT = first-response time; net sent. = (positive - negative) / (positive + negative) inbound"
+    );
     t
 }

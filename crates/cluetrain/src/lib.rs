@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod enrichment;
 pub mod generate;
 pub mod pipeline;
 pub mod replay;

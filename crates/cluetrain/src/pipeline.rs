@@ -63,6 +63,9 @@ pub async fn run(
         bounded = mode == RunMode::UntilEnd,
         "pipeline started"
     );
+    let mut enrichment = crate::enrichment::Enrichment::new(config);
+    let horizon_micros =
+        i64::try_from(config.linkage.response_horizon.as_micros()).unwrap_or(i64::MAX);
     let mut report = RunReport::default();
     let mut failure = None;
     tokio::pin!(shutdown);
@@ -81,13 +84,27 @@ pub async fn run(
         if let Err(e) = dead_letters.publish(&batch.rejects).await {
             // Not acknowledged: its offsets stay uncommitted and the batch is read again.
             error!(error = %e, "stopping: a batch could not be made durable");
-            failure = Some(e);
+            failure = Some(anyhow::Error::new(e));
             handle.stop();
             break;
         }
+        let enriched = match enrichment.process(&batch.events) {
+            Ok(e) => e,
+            Err(e) => {
+                // A wiring bug (the batch lacks a column): stop without acknowledging.
+                error!(error = %e, "stopping: enrichment failed");
+                handle.stop();
+                failure = Some(anyhow::Error::new(e));
+                break;
+            }
+        };
         observers
             .live
-            .observe(&batch.events, batch.messages, batch.rejects.len() as u64);
+            .observe(&enriched.batch, batch.messages, batch.rejects.len() as u64);
+        observers
+            .live
+            .observe_linked(&enriched.linked, horizon_micros);
+        observers.live.set_watermark(enriched.watermark);
         report.batches += 1;
         report.events += batch.events.num_rows() as u64;
         report.dead_letters += batch.rejects.len() as u64;
@@ -107,8 +124,18 @@ pub async fn run(
         committed = ?report.source.committed,
         "pipeline stopped"
     );
+    let (links, entries) = enrichment.link_stats();
+    info!(
+        linked = links.linked,
+        duplicates = links.duplicates,
+        resolved_late = links.resolved_late,
+        orphans = links.orphans,
+        evicted = links.evicted,
+        entries,
+        "linkage"
+    );
     match failure {
-        Some(e) => Err(anyhow::Error::new(e).context("pipeline stopped on an error")),
+        Some(e) => Err(e.context("pipeline stopped on an error")),
         None => Ok(report),
     }
 }

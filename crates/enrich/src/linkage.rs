@@ -116,6 +116,8 @@ pub enum Linked {
         replies_to_broadcast: bool,
         /// Speaker changes between the brand and others in its conversation so far.
         turns: u32,
+        /// VADER compound of its text.
+        compound: f64,
     },
     /// An inbound message got its first response.
     FirstResponse {
@@ -394,6 +396,7 @@ impl Linker {
             root: root.clone(),
             replies_to_broadcast,
             turns,
+            compound: e.compound,
         });
         self.stats.linked += 1;
 

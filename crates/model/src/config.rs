@@ -25,6 +25,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Conversation linkage: response horizon and state bounds.
+    pub linkage: LinkageConfig,
+    /// The brands cluetrain knows by name, with their accounts.
+    pub brands: Vec<BrandConfig>,
 }
 
 /// Where to start when the consumer group has no committed offset for a partition.
@@ -143,6 +147,58 @@ impl Default for IngestConfig {
             shutdown_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// How a brand's own accounts are recognised (see the metrics reference, "Roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgAuthorRule {
+    /// Only the configured accounts of a brand speak for it.
+    Configured,
+    /// Configured accounts; for brands without any, every `is_org` author of the brand's events.
+    ConfiguredElseIsOrg,
+}
+
+/// Conversation linkage settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkageConfig {
+    /// How long an inbound message may wait for an answer and still count as answered (H).
+    #[serde(with = "humantime_serde")]
+    pub response_horizon: Duration,
+    /// Messages remembered per input partition (plus replies waiting for their parent); the
+    /// oldest are evicted beyond it (cluetrain_linkage_evictions_total).
+    pub entries_max: usize,
+    /// How the brand's own accounts are recognised.
+    pub org_author_rule: OrgAuthorRule,
+    /// Allowed out-of-orderness of event time: the watermark trails the newest event by this.
+    #[serde(with = "humantime_serde")]
+    pub out_of_orderness: Duration,
+    /// A partition without events for this long no longer holds the watermark back.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for LinkageConfig {
+    fn default() -> Self {
+        LinkageConfig {
+            response_horizon: Duration::from_secs(24 * 3600),
+            entries_max: 1_000_000,
+            org_author_rule: OrgAuthorRule::ConfiguredElseIsOrg,
+            out_of_orderness: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A brand cluetrain knows by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrandConfig {
+    /// The `brand` value of its events.
+    pub name: String,
+    /// Its own accounts: author ids or handles (handles compare case-insensitively).
+    pub accounts: Vec<String>,
 }
 
 /// Log output format.
@@ -319,6 +375,41 @@ impl Config {
                 "must be between 64 and 268435456 bytes (default 1048576)".into(),
             );
         }
+        let l = &self.linkage;
+        if l.response_horizon < Duration::from_secs(60)
+            || l.response_horizon > Duration::from_secs(30 * 24 * 3600)
+        {
+            bad(
+                "linkage.response_horizon",
+                "must be between 1m and 30d (default \"24h\")".into(),
+            );
+        }
+        if !(1_000..=100_000_000).contains(&l.entries_max) {
+            bad(
+                "linkage.entries_max",
+                "must be between 1000 and 100000000 (default 1000000)".into(),
+            );
+        }
+        if l.idle_timeout.is_zero() {
+            bad(
+                "linkage.idle_timeout",
+                "must be greater than zero (default \"60s\")".into(),
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, b) in self.brands.iter().enumerate() {
+            if b.name.trim().is_empty() {
+                bad(
+                    &format!("brands[{i}].name"),
+                    "is empty: use the brand value of its events".into(),
+                );
+            } else if !names.insert(b.name.as_str()) {
+                bad(
+                    &format!("brands[{i}].name"),
+                    format!("{:?} is configured twice; merge the entries", b.name),
+                );
+            }
+        }
         if self.log.filter.trim().is_empty() {
             bad(
                 "log.filter",
@@ -432,6 +523,36 @@ mod tests {
         );
         let text = err.to_string();
         assert!(text.contains("remove it"), "{text}");
+    }
+
+    #[test]
+    fn linkage_and_brand_problems_name_their_key() {
+        let mut c = Config::default();
+        c.linkage.response_horizon = Duration::from_secs(1);
+        c.brands = vec![
+            BrandConfig {
+                name: "acme".into(),
+                accounts: vec![],
+            },
+            BrandConfig {
+                name: "acme".into(),
+                accounts: vec![],
+            },
+        ];
+        let keys: Vec<_> = c
+            .validate()
+            .unwrap_err()
+            .problems
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "linkage.response_horizon".to_string(),
+                "brands[1].name".to_string()
+            ]
+        );
     }
 
     #[test]

@@ -38,6 +38,11 @@ impl EventKind {
         EventKind::Reaction,
     ];
 
+    /// The kind with wire name `s`, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// The wire name, as in the JSON schema.
     pub fn as_str(self) -> &'static str {
         match self {
