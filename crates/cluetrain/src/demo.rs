@@ -36,7 +36,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     // The demo fast-forwards event time; allow it to run ahead of the wall clock.
     config.ingest.event_time_future_max = Duration::from_secs(365 * 24 * 3600);
     crate::telemetry::init(&model::config::LogConfig {
-        filter: "warn".into(),
+        // The live screen shows dead letters as a count; warnings would scroll it.
+        filter: "error".into(),
         ..config.log.clone()
     })?;
 
