@@ -2,9 +2,10 @@
 //!
 //! Two scorers side by side on the same corpus: cluetrain's (`enrich::sentiment::Scorer`) and
 //! the crate `vader-parity` 0.1.0, a faithful but straightforward Rust port, as the baseline. The
-//! corpus is every oracle text (`crates/enrich/tests/data/vader/oracle.jsonl`) of
-//! tweet length, 30 to 280 characters: real-looking posts with emoji, handles, links, odd case
-//! and punctuation, in a fixed order.
+//! corpus is the oracle's posts (`crates/enrich/tests/data/vader/oracle.jsonl`, kind "tweet")
+//! of tweet length, 30 to 280 characters: social posts with emoji, handles, links, odd case and
+//! punctuation, in a fixed order. A second group, `sentiment_stress`, scores every tweet-length
+//! oracle text, rule-dense and multi-script stress texts included.
 
 use std::hint::black_box;
 
@@ -76,33 +77,43 @@ fn oracle_text(line: &str) -> Option<String> {
     None
 }
 
-/// Tweet-length oracle texts, repeated in order up to `CORPUS` texts.
-fn corpus() -> Vec<String> {
+/// Tweet-length (30 to 280 characters) oracle texts, `tweets_only` keeping those of kind
+/// "tweet", repeated in order up to `CORPUS` texts.
+fn corpus(tweets_only: bool) -> Vec<String> {
     let data = std::fs::read_to_string(ORACLE)
         .unwrap_or_else(|e| panic!("{ORACLE}: {e} (run `cargo xtask vader-oracle`)"));
-    let tweets: Vec<String> = data
+    let texts: Vec<String> = data
         .lines()
+        // "kind" is the last field oracle.py writes.
+        .filter(|line| !tweets_only || line.ends_with("\"kind\": \"tweet\"}"))
         .filter_map(oracle_text)
         .filter(|t| (30..=280).contains(&t.chars().count()))
         .collect();
     assert!(
-        tweets.len() > 1000,
+        texts.len() > 1000,
         "only {} tweet-length texts in the oracle",
-        tweets.len()
+        texts.len()
     );
-    let corpus: Vec<String> = tweets.iter().cycle().take(CORPUS).cloned().collect();
+    let corpus: Vec<String> = texts.iter().cycle().take(CORPUS).cloned().collect();
     let bytes: usize = corpus.iter().map(String::len).sum();
+    let words: usize = corpus.iter().map(|t| t.split_whitespace().count()).sum();
     eprintln!(
-        "sentiment corpus: {} texts ({} distinct), mean {} bytes",
+        "sentiment corpus ({}): {} texts ({} distinct), mean {} bytes, {:.1} words",
+        if tweets_only {
+            "posts"
+        } else {
+            "all tweet-length oracle texts"
+        },
         corpus.len(),
-        tweets.len().min(CORPUS),
-        bytes / corpus.len()
+        texts.len().min(CORPUS),
+        bytes / corpus.len(),
+        words as f64 / corpus.len() as f64
     );
     corpus
 }
 
 fn sentiment(c: &mut Criterion) {
-    let texts = corpus();
+    let texts = corpus(true);
     let mut group = c.benchmark_group("sentiment");
     group.throughput(Throughput::Elements(texts.len() as u64));
     // The baseline takes ~25 ms per iteration: fewer, longer samples keep the run short.
@@ -128,6 +139,24 @@ fn sentiment(c: &mut Criterion) {
         });
     });
 
+    group.finish();
+
+    // The whole oracle at tweet length, stress generators included (dense in rule words, emoji
+    // and non-Latin scripts): a worst case rather than a typical stream.
+    let stress = corpus(false);
+    let mut group = c.benchmark_group("sentiment_stress");
+    group.throughput(Throughput::Elements(stress.len() as u64));
+    group.sample_size(30);
+    group.bench_function("cluetrain_vader", |b| {
+        let mut scorer = Scorer::new();
+        b.iter(|| {
+            let mut sum = 0.0;
+            for t in &stress {
+                sum += scorer.score(black_box(t)).compound;
+            }
+            black_box(sum)
+        });
+    });
     group.finish();
 }
 

@@ -24,6 +24,8 @@ struct Row {
     compound: f64,
     /// Python's `str()` of the four values, tab-separated.
     tsv: String,
+    /// Which generator of `oracle.py` wrote the text.
+    kind: String,
 }
 
 fn load() -> Vec<Row> {
@@ -74,8 +76,9 @@ fn every_oracle_text_scores_like_the_reference() {
         }
         if !ok {
             mismatches.push(format!(
-                "line {}: {}\n    reference: {}\n    ours:      {}",
+                "line {} ({}): {}\n    reference: {}\n    ours:      {}",
                 i + 1,
+                row.kind,
                 excerpt(&row.text),
                 row.tsv.replace('\t', "  "),
                 tsv.replace('\t', "  "),

@@ -197,30 +197,94 @@ const RULE_WORDS: [&str; 14] = [
     "or", "nor",
 ];
 
+/// Rule words that can change a nearby lexicon word's valence without being a booster or a
+/// negation word: a lexicon word with none of these, no booster and no negation among itself and
+/// the three words before it takes the scorer's fast path ("never" and "without" are negation
+/// words too, listed for clarity).
+const VALENCE_RULE_WORDS: [&str; 6] = ["no", "least", "so", "this", "never", "without"];
+
 /// Entry flag: the word is a key of the VADER lexicon.
 pub(crate) const IN_LEX: u8 = 1;
 /// Entry flag: the word is a key of `BOOSTER_DICT`.
 pub(crate) const IN_BOOSTER: u8 = 2;
 /// Entry flag: the word is in `NEGATE`.
 pub(crate) const NEGATE_WORD: u8 = 4;
-/// Entry flag: the word occurs in a multi-word special case or booster n-gram.
-pub(crate) const IDIOM_WORD: u8 = 8;
-/// Entry flag: one of the words the rules compare with literally ([`RULE_WORDS`]).
-pub(crate) const RULE_WORD: u8 = 16;
+/// Entry flag: one of [`VALENCE_RULE_WORDS`].
+pub(crate) const RULE_WORD: u8 = 8;
+/// Entry flag: a booster with `B_DECR` (a dampener); without it a booster has `B_INCR`.
+pub(crate) const BOOST_DECR: u8 = 16;
 
 /// What VADER knows about one lowercased word.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Entry {
     /// Lexicon valence (meaningful only with [`IN_LEX`]).
     pub lex: f64,
-    /// Booster scalar (meaningful only with [`IN_BOOSTER`]).
-    pub booster: f64,
-    /// `IN_LEX | IN_BOOSTER | NEGATE_WORD | IDIOM_WORD | RULE_WORD`.
+    /// `IN_LEX | IN_BOOSTER | NEGATE_WORD | RULE_WORD | BOOST_DECR`.
     pub flags: u8,
+    /// Bit `k` of `phrase[p]`: the word is word `p` of multi-word phrase `k` (see [`Phrases`]).
+    pub phrase: [u16; 3],
 }
 
-/// The id of a word that has no entry: matches no rule word and no idiom.
-pub(crate) const NO_ID: u32 = u32::MAX;
+impl Entry {
+    /// The booster scalar (`BOOSTER_DICT[word]`), for a word with [`IN_BOOSTER`].
+    #[inline]
+    pub fn booster(flags: u8) -> f64 {
+        if flags & BOOST_DECR != 0 {
+            B_DECR
+        } else {
+            B_INCR
+        }
+    }
+}
+
+/// The multi-word keys of `SPECIAL_CASES` and `BOOSTER_DICT` ("the bomb", "kind of", ...) as
+/// bit sets, so that matching a sequence of two or three words is a few ANDs of the words'
+/// [`Entry::phrase`] masks instead of string joins and dict lookups. Phrase `k` is bit `k`;
+/// special cases come first, in the reference's dict order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Phrases {
+    /// Phrases of two words.
+    pub len2: u16,
+    /// Phrases of three words.
+    pub len3: u16,
+    /// Phrases from `SPECIAL_CASES` (the others are booster n-grams).
+    pub special: u16,
+    /// The value of each phrase.
+    pub values: [f64; 16],
+}
+
+impl Phrases {
+    /// The phrases spelled by two words with these masks.
+    #[inline]
+    pub fn two(&self, a: &[u16; 3], b: &[u16; 3]) -> u16 {
+        a[0] & b[1] & self.len2
+    }
+
+    /// The phrases spelled by three words with these masks.
+    #[inline]
+    pub fn three(&self, a: &[u16; 3], b: &[u16; 3], c: &[u16; 3]) -> u16 {
+        a[0] & b[1] & c[2] & self.len3
+    }
+
+    /// The value of the special case among `hits`, if any. Keys are distinct strings, so a
+    /// sequence spells at most one of them.
+    #[inline]
+    pub fn special_value(&self, hits: u16) -> Option<f64> {
+        let hits = hits & self.special;
+        (hits != 0).then(|| self.values[hits.trailing_zeros() as usize])
+    }
+
+    /// The value of the booster n-gram among `hits`, if any.
+    #[inline]
+    pub fn booster_value(&self, hits: u16) -> Option<f64> {
+        let hits = hits & !self.special;
+        (hits != 0).then(|| self.values[hits.trailing_zeros() as usize])
+    }
+}
+
+/// The id of a word that has no entry: id 0 is a sentinel record with no flags, so that a miss
+/// reads an empty entry instead of taking a branch.
+pub(crate) const NO_ID: u32 = 0;
 
 /// Entry ids of the rule words (see [`RULE_WORDS`]).
 #[derive(Debug, Clone, Copy)]
@@ -240,25 +304,6 @@ pub(crate) struct RuleIds {
     pub doubt: u32,
     pub or: u32,
     pub nor: u32,
-}
-
-/// A multi-word key (two or three words) as entry ids, with its value.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Phrase {
-    /// Entry ids of the words; only the first `len` are used.
-    pub ids: [u32; 3],
-    /// Number of words (2 or 3).
-    pub len: usize,
-    /// The value the reference assigns (special case) or adds (booster n-gram).
-    pub value: f64,
-}
-
-impl Phrase {
-    /// Whether the words with these ids spell this phrase.
-    #[inline]
-    pub fn matches(&self, ids: &[u32]) -> bool {
-        ids.len() == self.len && ids == &self.ids[..self.len]
-    }
 }
 
 /// Longest key the tables can hold, in bytes (the 3.3.2 lexicon's longest is 19).
@@ -305,6 +350,41 @@ impl Key {
             words,
             len: bytes.len(),
         })
+    }
+
+    /// The one word of a key of at most eight ASCII bytes: the `len` bytes of `text` at
+    /// `start`, lowercased and zero-padded, with what its letters say. The hot path: most words
+    /// are this short, and their hash and comparison then take one word.
+    #[inline(always)]
+    pub fn short_ascii_at(text: &[u8], start: usize, len: usize) -> (u64, AsciiShape) {
+        let mut b = [0u8; 8];
+        match text.get(start..start + 8) {
+            Some(chunk) => b.copy_from_slice(chunk),
+            None => {
+                for (d, s) in b.iter_mut().zip(text.get(start..).unwrap_or_default()) {
+                    *d = *s;
+                }
+            }
+        }
+        let mut word = u64::from_le_bytes(b);
+        if len < 8 {
+            word &= (1u64 << (8 * len)) - 1;
+        }
+        let upper = swar_in_range(word, b'A', b'Z');
+        let shape = AsciiShape {
+            upper: upper != 0,
+            lower: swar_in_range(word, b'a', b'z') != 0,
+            apostrophe: swar_eq(word, b'\'') != 0,
+        };
+        (word | (upper >> 2), shape)
+    }
+
+    /// The hash of a key of at most eight bytes from its one word: the same value as
+    /// [`Key::hash`], whose other words are zero then.
+    #[inline(always)]
+    fn short_hash(word: u64, len: usize) -> u64 {
+        let h = word.wrapping_mul(HASH_K[0]) ^ len as u64;
+        fold(u128::from(h.rotate_left(32)) * u128::from(HASH_K[4]))
     }
 
     /// The key of the `len` bytes of `text` at `start`, ASCII-lowercased, for a token known
@@ -364,22 +444,23 @@ impl Key {
     /// that both the top bits (home slot) and the low bits (tag) depend on every input bit.
     #[inline]
     fn hash(&self) -> u64 {
-        const K: [u64; 5] = [
-            0x9e37_79b9_7f4a_7c15,
-            0xc2b2_ae3d_27d4_eb4f,
-            0x1656_67b1_9e37_79f9,
-            0xd6e8_feb8_6659_fd93,
-            0xff51_afd7_ed55_8ccd,
-        ];
-        let h = self.words[0].wrapping_mul(K[0])
-            ^ self.words[1].wrapping_mul(K[1])
-            ^ self.words[2].wrapping_mul(K[2])
-            ^ self.words[3].wrapping_mul(K[3])
+        let h = self.words[0].wrapping_mul(HASH_K[0])
+            ^ self.words[1].wrapping_mul(HASH_K[1])
+            ^ self.words[2].wrapping_mul(HASH_K[2])
+            ^ self.words[3].wrapping_mul(HASH_K[3])
             ^ self.len as u64;
-        let m = u128::from(h.rotate_left(32)) * u128::from(K[4]);
-        fold(m)
+        fold(u128::from(h.rotate_left(32)) * u128::from(HASH_K[4]))
     }
 }
+
+/// Multipliers of [`Key::hash`].
+const HASH_K: [u64; 5] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xc2b2_ae3d_27d4_eb4f,
+    0x1656_67b1_9e37_79f9,
+    0xd6e8_feb8_6659_fd93,
+    0xff51_afd7_ed55_8ccd,
+];
 
 /// The two halves of a 128-bit product, xored.
 #[inline]
@@ -459,10 +540,8 @@ pub(crate) struct Tables {
     pub ascii_keys: bool,
     /// Ids of the rule words.
     pub ids: RuleIds,
-    /// Multi-word `SPECIAL_CASES`, in the reference's dict order.
-    pub special_cases: Vec<Phrase>,
-    /// Multi-word `BOOSTER_DICT` keys.
-    pub booster_ngrams: Vec<Phrase>,
+    /// Multi-word `SPECIAL_CASES` and `BOOSTER_DICT` keys.
+    pub phrases: Phrases,
     /// The emoji lexicon.
     pub emoji: EmojiTable,
     /// Number of distinct lexicon keys parsed (before dropping unreachable ones); for tests.
@@ -516,8 +595,8 @@ impl Tables {
         let mut map: HashMap<&'static str, Entry> = HashMap::with_capacity(lexicon_len + 256);
         let empty = Entry {
             lex: 0.0,
-            booster: 0.0,
             flags: 0,
+            phrase: [0; 3],
         };
         for (&word, &value) in &lexicon {
             // A key is only reachable if it can equal Python's `token.lower()` for a token
@@ -531,24 +610,49 @@ impl Tables {
         for &(word, value) in BOOSTER_DICT {
             if !word.contains(' ') {
                 let e = map.entry(word).or_insert(empty);
-                e.booster = value;
                 e.flags |= IN_BOOSTER;
+                if value == B_DECR {
+                    e.flags |= BOOST_DECR;
+                }
             }
         }
         for &word in NEGATE {
             map.entry(word).or_insert(empty).flags |= NEGATE_WORD;
         }
         for &word in &RULE_WORDS {
+            map.entry(word).or_insert(empty);
+        }
+        for &word in &VALENCE_RULE_WORDS {
             map.entry(word).or_insert(empty).flags |= RULE_WORD;
         }
-        let phrase_words = SPECIAL_CASES
-            .iter()
-            .map(|(k, _)| *k)
-            .chain(BOOSTER_DICT.iter().map(|(k, _)| *k))
-            .filter(|k| k.contains(' '))
-            .flat_map(|k| k.split(' '));
-        for word in phrase_words {
-            map.entry(word).or_insert(empty).flags |= IDIOM_WORD;
+        let mut phrases = Phrases {
+            len2: 0,
+            len3: 0,
+            special: 0,
+            values: [0.0; 16],
+        };
+        let multi_word = |list: &'static [(&'static str, f64)]| {
+            list.iter()
+                .filter(|(k, _)| k.contains(' '))
+                .map(|&(k, v)| (k, v))
+        };
+        let specials = multi_word(SPECIAL_CASES).map(|p| (p, true));
+        let ngrams = multi_word(BOOSTER_DICT).map(|p| (p, false));
+        for (k, ((key, value), special)) in specials.chain(ngrams).take(16).enumerate() {
+            let bit = 1u16 << k;
+            let words: Vec<&'static str> = key.split(' ').collect();
+            match words.len() {
+                2 => phrases.len2 |= bit,
+                3 => phrases.len3 |= bit,
+                _ => continue,
+            }
+            if special {
+                phrases.special |= bit;
+            }
+            phrases.values[k] = value;
+            for (p, word) in words.into_iter().enumerate() {
+                map.entry(word).or_insert(empty).phrase[p] |= bit;
+            }
         }
 
         // Deterministic ids: sorted keys.
@@ -557,12 +661,24 @@ impl Tables {
         // Keys longer than KEY_BUF could not be stored, nor more than 65,535 entries; 3.3.2 is
         // far from both (a test checks).
         pairs.retain(|p| p.0.len() <= KEY_BUF);
-        pairs.truncate(0xfffe);
-        let keys: Vec<&'static str> = pairs.iter().map(|p| p.0).collect();
-        let records: Vec<Record> = pairs
-            .iter()
-            .filter_map(|&(k, entry)| Key::new(k.as_bytes()).map(|key| Record { key, entry }))
-            .collect();
+        pairs.truncate(0xfff0);
+        // Record 0 is the sentinel of NO_ID: a key no word has (its length is impossible) and
+        // an entry without flags.
+        let sentinel = Record {
+            key: Key {
+                words: [0; 4],
+                len: usize::MAX,
+            },
+            entry: empty,
+        };
+        let mut keys: Vec<&'static str> = vec![""];
+        let mut records: Vec<Record> = vec![sentinel];
+        for &(k, entry) in &pairs {
+            if let Some(key) = Key::new(k.as_bytes()) {
+                keys.push(k);
+                records.push(Record { key, entry });
+            }
+        }
         let max_key_len = keys.iter().map(|k| k.len()).max().unwrap_or(0);
         let ascii_keys = keys.iter().all(|k| k.is_ascii());
 
@@ -570,14 +686,14 @@ impl Tables {
         let shift = 64 - capacity.trailing_zeros();
         let mut slots = vec![0u32; capacity].into_boxed_slice();
         let mask = capacity - 1;
-        for (id, record) in records.iter().enumerate() {
+        for (id, record) in records.iter().enumerate().skip(1) {
             let h = record.key.hash();
             let mut at = home(h, shift);
             while slots[at] != 0 {
                 at = (at + 1) & mask;
             }
             // Ids fit in 16 bits: 3.3.2 gives ~7,600 entries (a test checks the bound).
-            let id = u32::try_from(id + 1).unwrap_or(0) & 0xffff;
+            let id = u32::try_from(id).unwrap_or(0) & 0xffff;
             slots[at] = (u32::from(tag(h)) << 16) | id;
         }
 
@@ -604,8 +720,7 @@ impl Tables {
                 or: NO_ID,
                 nor: NO_ID,
             },
-            special_cases: Vec::new(),
-            booster_ngrams: Vec::new(),
+            phrases,
             emoji: EmojiTable::parse(EMOJI_LEXICON),
             lexicon_len,
         };
@@ -626,25 +741,7 @@ impl Tables {
             or: id("or"),
             nor: id("nor"),
         };
-        let phrases = |list: &[(&str, f64)]| -> Vec<Phrase> {
-            list.iter()
-                .filter(|(k, _)| k.contains(' '))
-                .filter_map(|&(k, value)| {
-                    let mut ids = [NO_ID; 3];
-                    let mut len = 0;
-                    for (slot, word) in ids.iter_mut().zip(k.split(' ')) {
-                        *slot = tables.find(word.as_bytes())?;
-                        len += 1;
-                    }
-                    Some(Phrase { ids, len, value })
-                })
-                .collect()
-        };
-        let special_cases = phrases(SPECIAL_CASES);
-        let booster_ngrams = phrases(BOOSTER_DICT);
         tables.ids = ids;
-        tables.special_cases = special_cases;
-        tables.booster_ngrams = booster_ngrams;
         tables
     }
 
@@ -657,6 +754,13 @@ impl Tables {
     /// The id of a key, if it has an entry.
     #[inline]
     pub fn find_key(&self, key: &Key) -> Option<u32> {
+        let id = self.lookup(key);
+        (id != NO_ID).then_some(id)
+    }
+
+    /// The id of a key, [`NO_ID`] if it has no entry.
+    #[inline]
+    pub fn lookup(&self, key: &Key) -> u32 {
         let h = key.hash();
         let want = tag(h);
         let mask = self.slots.len() - 1;
@@ -664,20 +768,48 @@ impl Tables {
         loop {
             let slot = self.slots[at];
             if slot == 0 {
-                return None;
+                return NO_ID;
             }
             let (slot_tag, id) = split_slot(slot);
             if slot_tag == want && self.records[id as usize].key == *key {
-                return Some(id);
+                return id;
             }
             at = (at + 1) & mask;
         }
     }
 
-    /// The entry of an id returned by [`Tables::find`].
+    /// [`Tables::lookup`] for a key of at most eight bytes, given as its one lowercased,
+    /// zero-padded word ([`Key::short_ascii_at`]).
+    #[inline(always)]
+    pub fn lookup_short(&self, word: u64, len: usize) -> u32 {
+        let h = Key::short_hash(word, len);
+        let want = tag(h);
+        let mask = self.slots.len() - 1;
+        let mut at = home(h, self.shift);
+        loop {
+            let slot = self.slots[at];
+            if slot == 0 {
+                return NO_ID;
+            }
+            let (slot_tag, id) = split_slot(slot);
+            if slot_tag == want {
+                // Keys of the same length up to eight bytes differ in their first word only.
+                let key = &self.records[id as usize].key;
+                if key.words[0] == word && key.len == len {
+                    return id;
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// The entry of an id from [`Tables::lookup`]; [`NO_ID`] gives an entry without flags.
     #[inline]
     pub fn entry(&self, id: u32) -> &Entry {
-        &self.records[id as usize].entry
+        // Ids come from this table, so the index is in bounds; the fallback keeps it panic-free.
+        self.records
+            .get(id as usize)
+            .map_or(&self.records[0].entry, |r| &r.entry)
     }
 
     /// The key of an entry id (for tests and debugging).
@@ -712,15 +844,18 @@ fn tag(h: u64) -> u16 {
 #[inline]
 fn split_slot(slot: u32) -> (u16, u32) {
     let tag = u16::try_from(slot >> 16).unwrap_or(0);
-    (tag, (slot & 0xffff).wrapping_sub(1))
+    (tag, slot & 0xffff)
 }
 
 /// The emoji lexicon: single code points and their descriptions.
 pub(crate) struct EmojiTable {
     /// Sorted by code point.
     sorted: Vec<(char, &'static str)>,
-    /// One bit per code point below [`BITMAP_LIMIT`]: a fast "certainly not an emoji".
-    bitmap: Box<[u64]>,
+    /// Two-level index for code points below [`PAGED_LIMIT`]: `pages[cp >> 8]` is 0 for a
+    /// 256-code-point page without emojis, else `p + 1` where `slots[p * 256 + (cp & 0xff)]`
+    /// is 0 or the emoji's index plus one. Two loads, no search.
+    pages: Box<[u16]>,
+    slots: Vec<u16>,
     /// Smallest emoji code point.
     min: u32,
     /// Number of keys in the file (including multi-code-point ones); for tests.
@@ -728,8 +863,9 @@ pub(crate) struct EmojiTable {
     pub file_len: usize,
 }
 
-/// Code points covered by the emoji bitmap (all of the 3.3.2 single-code-point keys).
-const BITMAP_LIMIT: u32 = 0x2_0000;
+/// Code points covered by the paged index (all of the 3.3.2 single-code-point keys); beyond
+/// it, a binary search.
+const PAGED_LIMIT: u32 = 0x2_0000;
 
 impl EmojiTable {
     /// Parses `emoji_utf8_lexicon.txt` like `make_emoji_dict`. The reference replaces emojis
@@ -750,48 +886,65 @@ impl EmojiTable {
         }
         let mut sorted: Vec<(char, &'static str)> = map.into_iter().collect();
         sorted.sort_unstable_by_key(|p| p.0);
-        let mut bitmap = vec![0u64; (BITMAP_LIMIT / 64) as usize].into_boxed_slice();
-        for &(c, _) in &sorted {
+        // Indexes must fit in u16 with room for the +1; 3.3.2 has 1,212.
+        sorted.truncate(0xfff0);
+        let mut pages = vec![0u16; (PAGED_LIMIT >> 8) as usize].into_boxed_slice();
+        let mut slots: Vec<u16> = Vec::new();
+        for (index, &(c, _)) in sorted.iter().enumerate() {
             let cp = c as u32;
-            if cp < BITMAP_LIMIT {
-                bitmap[(cp / 64) as usize] |= 1 << (cp % 64);
+            if cp >= PAGED_LIMIT {
+                continue;
             }
+            let page = &mut pages[(cp >> 8) as usize];
+            if *page == 0 {
+                slots.resize(slots.len() + 256, 0);
+                *page = u16::try_from(slots.len() / 256).unwrap_or(0);
+            }
+            let at = (usize::from(*page) - 1) * 256 + (cp & 0xff) as usize;
+            slots[at] = u16::try_from(index + 1).unwrap_or(0);
         }
         let min = sorted.first().map_or(u32::MAX, |p| p.0 as u32);
         EmojiTable {
             sorted,
-            bitmap,
+            pages,
+            slots,
             min,
             file_len: file_keys.len(),
         }
     }
 
-    /// Whether code point `cp` is an emoji of the lexicon.
+    /// The index of code point `cp` among the emojis (see [`EmojiTable::entries`]), if it is
+    /// one.
     #[inline]
-    pub fn contains(&self, cp: u32) -> bool {
+    pub fn index(&self, cp: u32) -> Option<usize> {
         if cp < self.min {
-            return false;
+            return None;
         }
-        if cp < BITMAP_LIMIT {
-            return self.bitmap[(cp / 64) as usize] & (1 << (cp % 64)) != 0;
+        if cp >= PAGED_LIMIT {
+            let c = char::from_u32(cp)?;
+            return self.sorted.binary_search_by_key(&c, |p| p.0).ok();
         }
-        char::from_u32(cp).is_some_and(|c| self.sorted.binary_search_by_key(&c, |p| p.0).is_ok())
+        let page = usize::from(self.pages[(cp >> 8) as usize]);
+        if page == 0 {
+            return None;
+        }
+        let slot = self
+            .slots
+            .get((page - 1) * 256 + (cp & 0xff) as usize)
+            .copied()
+            .unwrap_or(0);
+        usize::from(slot).checked_sub(1)
+    }
+
+    /// The emojis and their descriptions, by index.
+    pub fn entries(&self) -> &[(char, &'static str)] {
+        &self.sorted
     }
 
     /// The description of `c` if it is an emoji of the lexicon.
-    #[inline]
+    #[cfg(test)]
     pub fn get(&self, c: char) -> Option<&'static str> {
-        let cp = c as u32;
-        if cp < self.min {
-            return None;
-        }
-        if cp < BITMAP_LIMIT && self.bitmap[(cp / 64) as usize] & (1 << (cp % 64)) == 0 {
-            return None;
-        }
-        self.sorted
-            .binary_search_by_key(&c, |p| p.0)
-            .ok()
-            .map(|i| self.sorted[i].1)
+        self.index(c as u32).map(|i| self.sorted[i].1)
     }
 
     /// Number of single-code-point emojis (the only ones that can match).
@@ -833,7 +986,7 @@ mod tests {
     #[test]
     fn every_key_is_found_and_misses_miss() {
         let t = tables();
-        for id in 0..u32::try_from(t.records.len()).unwrap() {
+        for id in 1..u32::try_from(t.records.len()).unwrap() {
             assert_eq!(t.find(t.key(id).as_bytes()), Some(id));
         }
         assert_eq!(t.find(b"definitelynotaword"), None);
@@ -851,11 +1004,37 @@ mod tests {
         ] {
             assert_ne!(id, NO_ID);
         }
-        assert_eq!(t.special_cases.len(), 8);
-        assert_eq!(t.booster_ngrams.len(), 3);
+        let p = t.phrases;
+        assert_eq!(p.special.count_ones(), 8);
+        assert_eq!((p.len2 | p.len3).count_ones(), 11);
+        assert_eq!(p.len3.count_ones(), 2, "kiss of death, to die for");
+        let word = |w: &str| t.entry(t.find(w.as_bytes()).unwrap()).phrase;
+        assert_eq!(
+            p.special_value(p.two(&word("the"), &word("bomb"))),
+            Some(3.0)
+        );
+        assert_eq!(p.special_value(p.two(&word("bomb"), &word("the"))), None);
+        assert_eq!(
+            p.special_value(p.three(&word("kiss"), &word("of"), &word("death"))),
+            Some(-1.5)
+        );
+        assert_eq!(
+            p.booster_value(p.two(&word("kind"), &word("of"))),
+            Some(B_DECR)
+        );
+        assert_eq!(
+            p.booster_value(p.two(&word("just"), &word("enough"))),
+            Some(B_DECR)
+        );
+        assert_eq!(p.special_value(p.two(&word("kind"), &word("of"))), None);
         let so = t.entry(i.so);
         assert_eq!(so.flags & IN_BOOSTER, IN_BOOSTER);
-        assert_eq!(so.booster, B_INCR);
+        assert_eq!(Entry::booster(so.flags), B_INCR);
+        assert_eq!(Entry::booster(t.entry(i.kind).flags | BOOST_DECR), B_DECR);
+        assert_eq!(
+            Entry::booster(t.entry(t.find(b"kinda").unwrap()).flags),
+            B_DECR
+        );
         assert_eq!(t.entry(i.never).flags & NEGATE_WORD, NEGATE_WORD);
     }
 
@@ -864,16 +1043,16 @@ mod tests {
         let t = tables();
         let mask = t.slots.len() - 1;
         let mut total = 0;
-        for r in &t.records {
+        for r in &t.records[1..] {
             let mut at = home(r.key.hash(), t.shift);
             let mut probes = 1;
-            while t.records[(t.slots[at] & 0xffff) as usize - 1].key != r.key {
+            while t.records[(t.slots[at] & 0xffff) as usize].key != r.key {
                 at = (at + 1) & mask;
                 probes += 1;
             }
             total += probes;
         }
-        let mean = f64::from(total) / t.records.len() as f64;
+        let mean = f64::from(total) / (t.records.len() - 1) as f64;
         assert!(mean < 1.6, "mean probes {mean}");
         assert!(t.records.len() < 0xffff);
     }
@@ -889,6 +1068,7 @@ mod tests {
             assert_eq!(lowered.to_vec(), expected);
         }
         let text = b"xx HeLLo-WORLD-and-More-Text-Here-To-Read n't 'Z@[`{ N'T";
+        let t = tables();
         for start in 0..text.len() {
             for len in 0..=(text.len() - start).min(KEY_BUF) {
                 let token = &text[start..start + len];
@@ -899,8 +1079,30 @@ mod tests {
                 assert_eq!(shape.upper, token.iter().any(u8::is_ascii_uppercase));
                 assert_eq!(shape.lower, token.iter().any(u8::is_ascii_lowercase));
                 assert_eq!(shape.apostrophe, token.contains(&b'\''));
+                if len <= 8 {
+                    let (word, short_shape) = Key::short_ascii_at(text, start, len);
+                    assert_eq!(short_shape, shape);
+                    assert_eq!(word, got.unwrap().0.words[0]);
+                    assert_eq!(Key::short_hash(word, len), got.unwrap().0.hash());
+                    assert_eq!(t.lookup_short(word, len), t.lookup(&got.unwrap().0));
+                }
             }
         }
+    }
+
+    #[test]
+    fn short_lookup_finds_every_short_key() {
+        let t = tables();
+        for (id, key) in t.keys.iter().enumerate().skip(1) {
+            if key.len() <= 8 && key.is_ascii() {
+                let (word, _) = Key::short_ascii_at(key.as_bytes(), 0, key.len());
+                assert_eq!(t.lookup_short(word, key.len()) as usize, id, "{key}");
+            }
+        }
+        let (word, _) = Key::short_ascii_at(b"GOOD!", 0, 4);
+        assert_eq!(t.lookup_short(word, 4), t.find(b"good").unwrap());
+        let (word, _) = Key::short_ascii_at(b"zzzz", 0, 4);
+        assert_eq!(t.lookup_short(word, 4), NO_ID);
     }
 
     #[test]
@@ -924,6 +1126,16 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn emoji_index_matches_a_search() {
+        let e = &tables().emoji;
+        for cp in 0..0x11_0000u32 {
+            let want =
+                char::from_u32(cp).and_then(|c| e.sorted.binary_search_by_key(&c, |p| p.0).ok());
+            assert_eq!(e.index(cp), want, "U+{cp:04X}");
         }
     }
 

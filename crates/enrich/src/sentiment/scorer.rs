@@ -24,13 +24,17 @@
 //! - the "but" rule finds each valence with `list.index`, so equal valences before and after
 //!   "but" are scaled at the first occurrence only.
 
+use std::sync::OnceLock;
+
 use super::Scores;
 use super::lexicon::{
-    HIGHS, IDIOM_WORD, IN_BOOSTER, IN_LEX, Key, NEGATE_WORD, NO_ID, ONES, Phrase, RULE_WORD,
-    RuleIds, Tables, swar_eq, tables,
+    Entry, HIGHS, IN_BOOSTER, IN_LEX, Key, NEGATE_WORD, NO_ID, ONES, RULE_WORD, RuleIds, Tables,
+    swar_eq, tables,
 };
 use super::pyfloat::py_round;
-use super::pytext::{at_most_two_chars, is_py_punct, py_isupper_chars, py_lower_into, space_len};
+use super::pytext::{
+    at_most_two_chars, is_py_punct, is_py_space, py_isupper_chars, py_lower_into, space_len,
+};
 
 /// ALL-CAPS emphasis increment (`C_INCR`).
 const C_INCR: f64 = 0.733;
@@ -43,21 +47,22 @@ const ALPHA: f64 = 15.0;
 const UPPER: u8 = 32;
 /// Token flag: `negated([word])`: in `NEGATE` or containing "n't".
 const NEGATED: u8 = 64;
-/// Token flags that can make a rule fire on a nearby lexicon word: a token window without any
-/// of them leaves the word's valence alone (except for ALL-CAPS emphasis).
-const RULE_FLAGS: u8 = IN_BOOSTER | NEGATED | IDIOM_WORD | RULE_WORD;
+/// Token flags that can make a rule other than idioms fire on a lexicon word when found on it or
+/// up to three words before it: without any of them, only ALL-CAPS emphasis and the idiom
+/// check can change its valence.
+const RULE_FLAGS: u8 = IN_BOOSTER | NEGATED | RULE_WORD;
 
 /// One word or emoticon, resolved against the tables.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Tok {
     /// Lexicon valence (with [`IN_LEX`]).
     lex: f64,
-    /// Booster scalar (with [`IN_BOOSTER`]).
-    booster: f64,
     /// Entry id of the lowercase form, or [`NO_ID`].
     id: u32,
     /// Entry flags plus [`UPPER`] and [`NEGATED`].
     flags: u8,
+    /// The entry's phrase masks ([`Entry::phrase`]).
+    phrase: [u16; 3],
 }
 
 impl Tok {
@@ -71,8 +76,10 @@ impl Tok {
 /// thread and call [`Scorer::score`] for each text.
 pub struct Scorer {
     tables: &'static Tables,
-    /// The text with emojis replaced (only used when it has emojis).
-    demoji: String,
+    /// The tokens of each emoji description.
+    emoji: &'static EmojiWords,
+    /// A description's last word glued to the characters after its emoji ("faceabc").
+    glue: String,
     /// The lowercase form of a token with non-ASCII characters.
     lower: String,
     toks: Vec<Tok>,
@@ -97,7 +104,8 @@ impl Scorer {
     pub fn new() -> Scorer {
         Scorer {
             tables: tables(),
-            demoji: String::new(),
+            emoji: emoji_words(),
+            glue: String::new(),
             lower: String::new(),
             toks: Vec::with_capacity(64),
             sentiments: Vec::with_capacity(64),
@@ -108,27 +116,22 @@ impl Scorer {
     pub fn score(&mut self, text: &str) -> Scores {
         let Scorer {
             tables,
-            demoji,
+            emoji,
+            glue,
             lower,
             toks,
             sentiments,
         } = self;
         let tables: &Tables = tables;
-        // One pass splits, resolves and counts; it stops at the first emoji, in which case the
-        // text is rewritten with descriptions (as the reference does first) and the pass resumes
-        // at the start of the word holding the emoji: everything before it is unchanged.
         toks.clear();
-        let marks = match tokenize(text, 0, Marks::default(), tables, lower, toks, true) {
-            Ok(marks) => marks,
-            Err(stop) => {
-                let text = replace_emojis(text, stop.emoji, demoji, tables);
-                match tokenize(text, stop.word, stop.marks, tables, lower, toks, false) {
-                    Ok(marks) => marks,
-                    // Unreachable: the emoji check is off on the second pass.
-                    Err(_) => return Scores::ZERO,
-                }
-            }
+        let mut words = Words {
+            tables,
+            emoji: Some(emoji),
+            glue,
+            lower,
+            toks,
         };
+        let marks = words.tokenize(text);
         if toks.is_empty() {
             return Scores::ZERO;
         }
@@ -138,20 +141,18 @@ impl Scorer {
     }
 }
 
-/// The emoji loop at the top of `polarity_scores`, from the first emoji at byte `first`: each
-/// code point that is an emoji key is replaced by its description, preceded by a space unless
-/// the previous character was an ASCII space; the character after a description is appended
-/// with no space ("😀abc" becomes "grinning faceabc"). The reference then calls `.strip()`,
-/// which cannot change the tokens or the "!"/"?" counts, so it is skipped.
-fn replace_emojis<'a>(text: &str, first: usize, buf: &'a mut String, tables: &Tables) -> &'a str {
+/// The emoji loop at the top of `polarity_scores`, literally: each code point that is an emoji
+/// key is replaced by its description, preceded by a space unless the previous character was an
+/// ASCII space; the character after a description is appended with no space ("😀abc" becomes
+/// "grinning faceabc"). The scorer does not rewrite texts (see [`EmojiWords`]); tests check it
+/// against this.
+#[cfg(test)]
+fn replace_emojis(text: &str, tables: &Tables) -> String {
     let emoji = &tables.emoji;
-    let bytes = text.as_bytes();
-    buf.clear();
-    buf.push_str(&text[..first]);
-    let mut prev_space = first == 0 || bytes[first - 1] == b' ';
-    let mut run_start = first;
-    for (i, c) in text[first..].char_indices() {
-        let at = first + i;
+    let mut buf = String::new();
+    let mut prev_space = true;
+    let mut run_start = 0;
+    for (at, c) in text.char_indices() {
         if let Some(description) = emoji.get(c) {
             buf.push_str(&text[run_start..at]);
             if !prev_space {
@@ -165,7 +166,7 @@ fn replace_emojis<'a>(text: &str, first: usize, buf: &'a mut String, tables: &Ta
         }
     }
     buf.push_str(&text[run_start..]);
-    buf.as_str()
+    buf
 }
 
 /// Python's ASCII whitespace: `\t\n\x0b\x0c\r`, U+001C..U+001F and the space.
@@ -203,7 +204,7 @@ fn load8(bytes: &[u8], i: usize) -> u64 {
 }
 
 /// The "!" and "?" counts of a text (`text.count("!")`, `text.count("?")`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Marks {
     exclamations: usize,
     questions: usize,
@@ -223,53 +224,221 @@ fn decode_at(bytes: &[u8], i: usize) -> u32 {
     }
 }
 
-/// Where [`tokenize`] stopped on finding an emoji.
+/// How a word scan ended.
 #[derive(Debug, Clone, Copy)]
-struct EmojiStop {
-    /// Byte offset of the emoji.
-    emoji: usize,
-    /// Byte offset of the word holding it: tokens before it are final.
-    word: usize,
-    /// The marks counted before `word`.
+struct WordEnd {
+    /// Byte offset after the word's last byte.
+    end: usize,
+    /// Whether the word has non-ASCII characters.
+    non_ascii: bool,
+    /// The emoji the scan stopped at (its index and length in bytes), if it did.
+    emoji: Option<(usize, usize)>,
+}
+
+/// Whether a Python whitespace character starts at `bytes[i]`.
+#[inline]
+fn is_space_at(bytes: &[u8], i: usize) -> bool {
+    let b = bytes[i];
+    is_ascii_py_space(b) || (b >= 0xc0 && space_len(bytes, i) > 0)
+}
+
+/// The emoji starting at `bytes[i]` (index and length), if one does.
+#[inline]
+fn emoji_at(tables: &Tables, bytes: &[u8], i: usize) -> Option<(usize, usize)> {
+    let b = bytes[i];
+    if b < 0xc0 {
+        return None;
+    }
+    let len = if b < 0xe0 {
+        2
+    } else if b < 0xf0 {
+        3
+    } else {
+        4
+    };
+    tables
+        .emoji
+        .index(decode_at(bytes, i))
+        .map(|index| (index, len))
+}
+
+/// The tokens of every emoji's description, resolved once, so that scoring a text with emojis
+/// needs no rewritten copy of it.
+///
+/// The reference first rewrites the text, replacing each emoji by its description with a space
+/// before it (unless an ASCII space is already there) and none after it. After splitting, that
+/// means: the word before an emoji ends at the emoji; the description's words are tokens of
+/// their own, except that its last word is glued to whatever non-space characters follow the
+/// emoji up to the next whitespace or emoji ("😀abc" gives "grinning", "faceabc"). So the
+/// tokens of a description are fixed but for the last one, which only needs resolving when
+/// something is glued to it.
+pub(crate) struct EmojiWords {
+    /// Per emoji, in [`super::lexicon::EmojiTable`] order.
+    entries: Vec<EmojiDescription>,
+    /// The tokens of all descriptions but their last words.
+    toks: Vec<Tok>,
+}
+
+/// One emoji's description as tokens.
+struct EmojiDescription {
+    /// Its tokens in [`EmojiWords::toks`], all words but the last.
+    words: std::ops::Range<usize>,
+    /// The last word as text (empty if the description ends in whitespace).
+    last_word: &'static str,
+    /// The last word's token when nothing is glued to it.
+    last_tok: Option<Tok>,
+    /// The "!" and "?" in the description ("ON! arrow" has one).
     marks: Marks,
 }
 
-/// `SentiText._words_and_emoticons` plus everything the rules later ask of each word, in one
-/// pass over the bytes from `from` (a word start or 0): `text.split()` on Python whitespace,
-/// `_strip_punc_if_word` (strip `string.punctuation` from both ends unless that leaves two
-/// characters or fewer, in which case the word is kept whole, punctuation and all), the word
-/// resolved against the tables and appended to `toks`, and the "!"/"?" counts added to `marks`.
-/// With `find_emoji`, stops at the first emoji.
-fn tokenize(
-    text: &str,
-    from: usize,
-    mut marks: Marks,
-    tables: &Tables,
-    lower: &mut String,
-    toks: &mut Vec<Tok>,
-    find_emoji: bool,
-) -> Result<Marks, EmojiStop> {
-    let bytes = text.as_bytes();
-    let n = bytes.len();
-    let mut i = from;
-    'words: loop {
-        // Skip whitespace.
-        loop {
-            if i >= n {
-                break 'words;
+/// The shared [`EmojiWords`], built on first use.
+fn emoji_words() -> &'static EmojiWords {
+    static WORDS: OnceLock<EmojiWords> = OnceLock::new();
+    WORDS.get_or_init(|| EmojiWords::build(tables()))
+}
+
+impl EmojiWords {
+    fn build(tables: &Tables) -> EmojiWords {
+        let mut lower = String::new();
+        let mut glue = String::new();
+        let mut toks = Vec::new();
+        let mut entries = Vec::with_capacity(tables.emoji.entries().len());
+        for &(_, description) in tables.emoji.entries() {
+            let split = description
+                .char_indices()
+                .filter(|&(_, c)| is_py_space(c))
+                .last()
+                .map_or(0, |(i, c)| i + c.len_utf8());
+            let (head, last_word) = description.split_at(split);
+            let start = toks.len();
+            // Descriptions hold no emojis, so no emoji lookup is needed (or possible: this runs
+            // while the shared EmojiWords is being built).
+            let mut words = Words {
+                tables,
+                emoji: None,
+                glue: &mut glue,
+                lower: &mut lower,
+                toks: &mut toks,
+            };
+            words.tokenize(head);
+            let mut last = Vec::new();
+            let mut words = Words {
+                tables,
+                emoji: None,
+                glue: &mut glue,
+                lower: &mut lower,
+                toks: &mut last,
+            };
+            words.tokenize(last_word);
+            let bytes = description.as_bytes();
+            let marks = Marks {
+                exclamations: bytes.iter().filter(|&&b| b == b'!').count(),
+                questions: bytes.iter().filter(|&&b| b == b'?').count(),
+            };
+            entries.push(EmojiDescription {
+                words: start..toks.len(),
+                last_word,
+                last_tok: last.first().copied(),
+                marks,
+            });
+        }
+        EmojiWords { entries, toks }
+    }
+}
+
+/// The tokenizer's working state.
+struct Words<'a> {
+    tables: &'a Tables,
+    /// `None` only while building [`EmojiWords`] (descriptions contain no emojis).
+    emoji: Option<&'a EmojiWords>,
+    glue: &'a mut String,
+    lower: &'a mut String,
+    toks: &'a mut Vec<Tok>,
+}
+
+impl Words<'_> {
+    /// `SentiText._words_and_emoticons` of the text with its emojis replaced, plus everything
+    /// the rules later ask of each word, in one pass over the bytes: `text.split()` on Python
+    /// whitespace, `_strip_punc_if_word` (strip `string.punctuation` from both ends unless that
+    /// leaves two characters or fewer, in which case the word is kept whole, punctuation and
+    /// all), each word resolved against the tables and appended to `toks`; returns the "!" and
+    /// "?" counts.
+    fn tokenize(&mut self, text: &str) -> Marks {
+        let bytes = text.as_bytes();
+        let n = bytes.len();
+        let mut marks = Marks::default();
+        let mut i = 0;
+        'words: loop {
+            // Skip whitespace.
+            loop {
+                if i >= n {
+                    break 'words;
+                }
+                let b = bytes[i];
+                if is_ascii_py_space(b) {
+                    i += 1;
+                } else if b >= 0xc0 && space_len(bytes, i) > 0 {
+                    i += space_len(bytes, i);
+                } else {
+                    break;
+                }
             }
-            let b = bytes[i];
-            if is_ascii_py_space(b) {
-                i += 1;
-            } else if b >= 0xc0 && space_len(bytes, i) > 0 {
-                i += space_len(bytes, i);
-            } else {
-                break;
+            let start = i;
+            let word = self.scan_word(bytes, i, &mut marks);
+            if word.end > start {
+                let tok = finish_word(
+                    text,
+                    start,
+                    word.end,
+                    word.non_ascii,
+                    self.tables,
+                    self.lower,
+                );
+                self.toks.push(tok);
+            }
+            i = word.end;
+            let mut next_emoji = word.emoji;
+            while let (Some((index, len)), Some(emoji)) = (next_emoji, self.emoji) {
+                let Some(description) = emoji.entries.get(index) else {
+                    break;
+                };
+                marks.exclamations += description.marks.exclamations;
+                marks.questions += description.marks.questions;
+                self.toks
+                    .extend_from_slice(&emoji.toks[description.words.clone()]);
+                i += len;
+                next_emoji = if i < n && !is_space_at(bytes, i) {
+                    emoji_at(self.tables, bytes, i)
+                } else {
+                    None
+                };
+                if i >= n || is_space_at(bytes, i) || next_emoji.is_some() {
+                    // Nothing glued to the last word.
+                    self.toks.extend(description.last_tok);
+                    continue;
+                }
+                // The last word and the characters after the emoji form one word.
+                let rest = self.scan_word(bytes, i, &mut marks);
+                self.glue.clear();
+                self.glue.push_str(description.last_word);
+                self.glue.push_str(&text[i..rest.end]);
+                let glued = self.glue.as_str();
+                let non_ascii = rest.non_ascii || !description.last_word.is_ascii();
+                let tok = finish_word(glued, 0, glued.len(), non_ascii, self.tables, self.lower);
+                self.toks.push(tok);
+                i = rest.end;
+                next_emoji = rest.emoji;
             }
         }
-        // A word: up to the next whitespace, eight bytes at a time between special bytes.
-        let start = i;
-        let marks_before = marks;
+        marks
+    }
+
+    /// Scans a word from `i` (not whitespace) up to the next whitespace, the end, or an emoji
+    /// (when emojis are being replaced), eight bytes at a time between special bytes, counting
+    /// its "!" and "?".
+    #[inline]
+    fn scan_word(&self, bytes: &[u8], mut i: usize, marks: &mut Marks) -> WordEnd {
+        let n = bytes.len();
         let mut non_ascii = false;
         loop {
             let special = special_bytes(load8(bytes, i));
@@ -279,8 +448,11 @@ fn tokenize(
             }
             let j = i + (special.trailing_zeros() / 8) as usize;
             if j >= n {
-                i = n;
-                break;
+                return WordEnd {
+                    end: n,
+                    non_ascii,
+                    emoji: None,
+                };
             }
             let b = bytes[j];
             i = j + 1;
@@ -288,51 +460,71 @@ fn tokenize(
                 b'!' => marks.exclamations += 1,
                 b'?' => marks.questions += 1,
                 0..=0x20 if is_ascii_py_space(b) => {
-                    i = j;
-                    break;
+                    return WordEnd {
+                        end: j,
+                        non_ascii,
+                        emoji: None,
+                    };
                 }
                 0xc0.. => {
                     // Continuation bytes are never whitespace, so a word always ends on a char
                     // boundary.
                     if space_len(bytes, j) > 0 {
-                        i = j;
-                        break;
+                        return WordEnd {
+                            end: j,
+                            non_ascii,
+                            emoji: None,
+                        };
+                    }
+                    if self.emoji.is_some()
+                        && let Some(emoji) = emoji_at(self.tables, bytes, j)
+                    {
+                        return WordEnd {
+                            end: j,
+                            non_ascii,
+                            emoji: Some(emoji),
+                        };
                     }
                     non_ascii = true;
-                    if find_emoji && tables.emoji.contains(decode_at(bytes, j)) {
-                        return Err(EmojiStop {
-                            emoji: j,
-                            word: start,
-                            marks: marks_before,
-                        });
-                    }
                 }
                 // Other control characters belong to the word.
                 _ => {}
             }
         }
-        let (mut s, mut e) = (start, i);
-        if is_py_punct(bytes[s]) || is_py_punct(bytes[e - 1]) {
-            while s < e && is_py_punct(bytes[s]) {
-                s += 1;
-            }
-            while e > s && is_py_punct(bytes[e - 1]) {
-                e -= 1;
-            }
-            if at_most_two_chars(&bytes[s..e]) {
-                (s, e) = (start, i);
-            }
-        }
-        // Stripping only removes ASCII punctuation: both ends sit on char boundaries, and the
-        // token is ASCII exactly when its word is.
-        toks.push(resolve(text, s, e, non_ascii, tables, lower));
     }
-    Ok(marks)
+}
+
+/// `_strip_punc_if_word` on the word `text[start..end]`, then the token resolved.
+#[inline(always)]
+fn finish_word(
+    text: &str,
+    start: usize,
+    end: usize,
+    non_ascii: bool,
+    tables: &Tables,
+    lower: &mut String,
+) -> Tok {
+    let bytes = text.as_bytes();
+    let (mut s, mut e) = (start, end);
+    if is_py_punct(bytes[s]) || is_py_punct(bytes[e - 1]) {
+        while s < e && is_py_punct(bytes[s]) {
+            s += 1;
+        }
+        while e > s && is_py_punct(bytes[e - 1]) {
+            e -= 1;
+        }
+        if at_most_two_chars(&bytes[s..e]) {
+            (s, e) = (start, end);
+        }
+    }
+    // Stripping only removes ASCII punctuation: both ends sit on char boundaries, and the token
+    // is ASCII exactly when its word is.
+    resolve(text, s, e, non_ascii, tables, lower)
 }
 
 /// Resolves the token `text[s..e]`: `isupper()`, `lower()` looked up in the tables,
 /// `negated([lower])`.
-#[inline]
+#[inline(always)]
 fn resolve(
     text: &str,
     s: usize,
@@ -342,48 +534,51 @@ fn resolve(
     lower: &mut String,
 ) -> Tok {
     let bytes = &text.as_bytes()[s..e];
+    let len = e - s;
     let (upper, id, apostrophe) = if non_ascii {
         let token = text.get(s..e).unwrap_or_default();
-        let id = resolve_non_ascii(token, tables, lower);
+        let id = resolve_non_ascii(token, tables, lower).unwrap_or(NO_ID);
         (py_isupper_chars(token), id, bytes.contains(&b'\''))
-    } else if let Some((key, shape)) = Key::ascii_lower_at(text.as_bytes(), s, e - s) {
-        let id = if e - s <= tables.max_key_len {
-            tables.find_key(&key)
-        } else {
-            None
-        };
-        (shape.upper && !shape.lower, id, shape.apostrophe)
+    } else if len <= 8 {
+        // Most words: one machine word for the key, its hash and its comparison.
+        let (word, shape) = Key::short_ascii_at(text.as_bytes(), s, len);
+        (
+            shape.upper && !shape.lower,
+            tables.lookup_short(word, len),
+            shape.apostrophe,
+        )
+    } else if len <= tables.max_key_len
+        && let Some((key, shape)) = Key::ascii_lower_at(text.as_bytes(), s, len)
+    {
+        (
+            shape.upper && !shape.lower,
+            tables.lookup(&key),
+            shape.apostrophe,
+        )
     } else {
         // Longer than any key: only its case and "n't" matter.
         let upper =
             bytes.iter().any(u8::is_ascii_uppercase) && !bytes.iter().any(u8::is_ascii_lowercase);
-        (upper, None, bytes.contains(&b'\''))
+        (upper, NO_ID, bytes.contains(&b'\''))
     };
-    let mut tok = Tok {
-        lex: 0.0,
-        booster: 0.0,
-        id: id.unwrap_or(NO_ID),
-        flags: 0,
-    };
-    if let Some(id) = id {
-        let entry = tables.entry(id);
-        tok.lex = entry.lex;
-        tok.booster = entry.booster;
-        tok.flags = entry.flags;
-        if entry.flags & NEGATE_WORD != 0 {
-            tok.flags |= NEGATED;
-        }
-    }
+    // A miss reads the sentinel entry (no flags): no branch on hit or miss.
+    let entry = tables.entry(id);
+    let mut flags = entry.flags;
     // `"n't" in word.lower()`: only ASCII characters lowercase to 'n', '\'' or 't' (the two
     // non-ASCII characters whose lowercase has ASCII in it give 'k' and 'i'), so a
     // case-insensitive search of the original bytes is exact.
-    if apostrophe && has_nt(bytes) {
-        tok.flags |= NEGATED;
+    if entry.flags & NEGATE_WORD != 0 || (apostrophe && has_nt(bytes)) {
+        flags |= NEGATED;
     }
     if upper {
-        tok.flags |= UPPER;
+        flags |= UPPER;
     }
-    tok
+    Tok {
+        lex: entry.lex,
+        id,
+        flags,
+        phrase: entry.phrase,
+    }
 }
 
 /// The entry id of a token with non-ASCII characters (rare path: full Unicode lowercasing).
@@ -440,19 +635,24 @@ fn sentiment_valence(tables: &Tables, toks: &[Tok], i: usize, cap_diff: bool) ->
     let ids = &tables.ids;
     let n = toks.len();
     let t = toks[i];
-    // Fast path: no booster, negation, rule or idiom word from three before to two after (the
-    // widest window any rule looks at), so only ALL-CAPS emphasis can apply.
-    let window = &toks[i.saturating_sub(3)..(i + 3).min(n)];
-    if window.iter().all(|w| w.flags & RULE_FLAGS == 0) {
-        return if t.has(UPPER) && cap_diff {
-            if t.lex > 0.0 {
-                t.lex + C_INCR
+    // Fast path: no booster, negation or rule word from three before to the word itself, so
+    // only ALL-CAPS emphasis and idioms can apply (the slow path below reduces to this then).
+    if toks[i.saturating_sub(3)..=i]
+        .iter()
+        .all(|w| w.flags & RULE_FLAGS == 0)
+    {
+        let mut valence = t.lex;
+        if t.has(UPPER) && cap_diff {
+            if valence > 0.0 {
+                valence += C_INCR;
             } else {
-                t.lex - C_INCR
+                valence -= C_INCR;
             }
-        } else {
-            t.lex
-        };
+        }
+        if i > 2 && !toks[i - 3].has(IN_LEX) {
+            valence = special_idioms_check(tables, valence, toks, i);
+        }
+        return valence;
     }
     let mut valence = t.lex;
     // "no" right before a lexicon word negates it instead of counting as negative itself.
@@ -501,7 +701,7 @@ fn scalar_inc_dec(word: Tok, valence: f64, cap_diff: bool) -> f64 {
     if !word.has(IN_BOOSTER) {
         return 0.0;
     }
-    let mut scalar = word.booster;
+    let mut scalar = Entry::booster(word.flags);
     if valence < 0.0 {
         scalar *= -1.0;
     }
@@ -550,54 +750,40 @@ fn negation_check(ids: &RuleIds, valence: f64, toks: &[Tok], start_i: usize, i: 
     valence
 }
 
-/// The first of `phrases` spelled by `words`, if any.
-#[inline]
-fn phrase_value(phrases: &[Phrase], words: &[u32]) -> Option<f64> {
-    phrases.iter().find(|p| p.matches(words)).map(|p| p.value)
-}
-
 /// `_special_idioms_check` (called with `i > 2`): a special case around the word replaces the
-/// valence; a booster bigram before it ("kind of", "sort of", "just enough") adds to it.
+/// valence; a booster bigram before it ("kind of", "sort of", "just enough") adds to it. The
+/// reference joins the words with spaces and looks the strings up; here each word's phrase
+/// masks are ANDed, which is the same test.
 fn special_idioms_check(tables: &Tables, valence: f64, toks: &[Tok], i: usize) -> f64 {
     let n = toks.len();
-    // Fast exit: no word in the window can be part of any phrase.
-    let window_end = (i + 3).min(n);
-    if !toks[i - 3..window_end].iter().any(|t| t.has(IDIOM_WORD)) {
-        return valence;
-    }
-    let w = |k: usize| toks[k].id;
-    let mut valence = valence;
-    let one_zero = [w(i - 1), w(i)];
-    let two_one_zero = [w(i - 2), w(i - 1), w(i)];
-    let two_one = [w(i - 2), w(i - 1)];
-    let three_two_one = [w(i - 3), w(i - 2), w(i - 1)];
-    let three_two = [w(i - 3), w(i - 2)];
-    let sequences: [&[u32]; 5] = [
-        &one_zero,
-        &two_one_zero,
-        &two_one,
-        &three_two_one,
-        &three_two,
+    let p = &tables.phrases;
+    let m = |k: usize| &toks[k].phrase;
+    let two_one = p.two(m(i - 2), m(i - 1));
+    let three_two_one = p.three(m(i - 3), m(i - 2), m(i - 1));
+    let three_two = p.two(m(i - 3), m(i - 2));
+    let sequences = [
+        p.two(m(i - 1), m(i)),
+        p.three(m(i - 2), m(i - 1), m(i)),
+        two_one,
+        three_two_one,
+        three_two,
     ];
-    for seq in sequences {
-        if let Some(v) = phrase_value(&tables.special_cases, seq) {
-            valence = v;
-            break;
-        }
+    let mut valence = valence;
+    if let Some(v) = sequences.into_iter().find_map(|hits| p.special_value(hits)) {
+        valence = v;
     }
     if n - 1 > i
-        && let Some(v) = phrase_value(&tables.special_cases, &[w(i), w(i + 1)])
+        && let Some(v) = p.special_value(p.two(m(i), m(i + 1)))
     {
         valence = v;
     }
     if n - 1 > i + 1
-        && let Some(v) = phrase_value(&tables.special_cases, &[w(i), w(i + 1), w(i + 2)])
+        && let Some(v) = p.special_value(p.three(m(i), m(i + 1), m(i + 2)))
     {
         valence = v;
     }
-    let n_grams: [&[u32]; 3] = [&three_two_one, &three_two, &two_one];
-    for n_gram in n_grams {
-        if let Some(b) = phrase_value(&tables.booster_ngrams, n_gram) {
+    for n_gram in [three_two_one, three_two, two_one] {
+        if let Some(b) = p.booster_value(n_gram) {
             valence += b;
         }
     }
@@ -767,20 +953,99 @@ mod tests {
     #[test]
     fn emoji_replacement_spacing() {
         let t = tables();
-        let mut buf = String::new();
-        let mut replace = |text: &str| {
-            let mut lower = String::new();
-            let mut toks = Vec::new();
-            match tokenize(text, 0, Marks::default(), t, &mut lower, &mut toks, true) {
-                Ok(_) => text.to_string(),
-                Err(stop) => replace_emojis(text, stop.emoji, &mut buf, t).to_string(),
-            }
+        assert_eq!(replace_emojis("a😀b", t), "a grinning faceb");
+        assert_eq!(replace_emojis("😀😀", t), "grinning face grinning face");
+        assert_eq!(replace_emojis("é 😀", t), "é grinning face");
+        assert_eq!(replace_emojis("a\u{a0}©x", t), "a\u{a0} copyrightx");
+        assert_eq!(replace_emojis("plain é", t), "plain é");
+    }
+
+    /// Tokens and marks of `text` the scorer's way (emojis resolved in place) and the
+    /// reference's way (the text rewritten first, then split).
+    fn both_ways(text: &str) -> ((Vec<Tok>, Marks), (Vec<Tok>, Marks)) {
+        let t = tables();
+        let (mut glue, mut lower) = (String::new(), String::new());
+        let mut direct = Vec::new();
+        let mut words = Words {
+            tables: t,
+            emoji: Some(emoji_words()),
+            glue: &mut glue,
+            lower: &mut lower,
+            toks: &mut direct,
         };
-        assert_eq!(replace("a😀b"), "a grinning faceb");
-        assert_eq!(replace("😀😀"), "grinning face grinning face");
-        assert_eq!(replace("é 😀"), "é grinning face");
-        assert_eq!(replace("a\u{a0}©x"), "a\u{a0} copyrightx");
-        assert_eq!(replace("plain é"), "plain é");
+        let direct_marks = words.tokenize(text);
+        let rewritten = replace_emojis(text, t);
+        let mut reference = Vec::new();
+        let mut words = Words {
+            tables: t,
+            emoji: None,
+            glue: &mut glue,
+            lower: &mut lower,
+            toks: &mut reference,
+        };
+        let reference_marks = words.tokenize(&rewritten);
+        ((direct, direct_marks), (reference, reference_marks))
+    }
+
+    #[test]
+    fn emojis_in_place_match_the_rewritten_text() {
+        let cases = [
+            "😀",
+            "😀😀",
+            "😀 😀",
+            "a😀",
+            "😀a",
+            "a😀b",
+            "a 😀 b",
+            "a\t😀b",
+            "x😀!!",
+            "😀?x",
+            "good😀great",
+            "(😀)",
+            "'😀'",
+            "😀\u{fe0f}",
+            "❤️ love",
+            "I ❤️ you",
+            "👍🏽",
+            "👍🏽 ok",
+            "🔛!",
+            "🔛 🆙?",
+            "GOOD 🔛",
+            "NOT 😀 bad",
+            "no😀",
+            "😀no good",
+            "😀\u{a0}x",
+            "😀\u{3000}",
+            "©2024",
+            "a©b®c™",
+            "the 💣",
+            "kind of 😀",
+            "😀 but 😡",
+            "⛑good",
+            "🕛o'clock",
+            "😀\u{200d}😀",
+            "\u{1f600}\u{1f3fb}",
+            "x😀y😀z",
+            "😀abc😀",
+            "é😀é",
+            "ÉTÉ😀",
+        ];
+        for text in cases {
+            let (direct, reference) = both_ways(text);
+            assert_eq!(direct, reference, "{text:?}");
+        }
+        // Every emoji, alone, glued on both sides and followed by punctuation.
+        for &(c, _) in tables().emoji.entries() {
+            for text in [
+                format!("{c}"),
+                format!("ab{c}cd"),
+                format!("x {c}!? y"),
+                format!("{c}{c}"),
+            ] {
+                let (direct, reference) = both_ways(&text);
+                assert_eq!(direct, reference, "{text:?}");
+            }
+        }
     }
 
     #[test]
@@ -818,9 +1083,9 @@ mod tests {
         let but = tables().ids.but;
         let plain = Tok {
             lex: 0.0,
-            booster: 0.0,
             id: NO_ID,
             flags: 0,
+            phrase: [0; 3],
         };
         let but_tok = Tok { id: but, ..plain };
         let toks = [plain, plain, but_tok, plain];

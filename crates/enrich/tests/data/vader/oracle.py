@@ -3,10 +3,11 @@
 
 Writes oracle.jsonl next to this script (or to --out): one JSON object per line,
 
-    {"text": ..., "neg": ..., "neu": ..., "pos": ..., "compound": ..., "tsv": ...}
+    {"text": ..., "neg": ..., "neu": ..., "pos": ..., "compound": ..., "tsv": ..., "kind": ...}
 
-where the four numbers are `SentimentIntensityAnalyzer().polarity_scores(text)` and "tsv" is
-`str()` of each joined by tabs, the exact output `cluetrain sentiment` must print.
+where the four numbers are `SentimentIntensityAnalyzer().polarity_scores(text)`, "tsv" is
+`str()` of each joined by tabs (the exact output `cluetrain sentiment` must print) and "kind"
+names the generator of the text ("tweet" marks the realistic posts the benchmark samples).
 crates/enrich/tests/vader_oracle.rs checks the Rust scorer against every line.
 
 The texts are deterministic (fixed seed, no clock, no hash-order dependence): hand-written
@@ -475,45 +476,41 @@ def build_texts():
     emojis = sorted(analyzer.emojis)
     gen = Generator(rng, lexicon_words, emojis)
 
-    texts = list(HANDWRITTEN)
+    texts = []
+
+    def add(kind, items):
+        texts.extend((kind, t) for t in items)
+
+    add("handwritten", HANDWRITTEN)
     # Every booster and negation word before a positive and a negative word, plain and in caps.
     for w in sorted(BOOSTER_DICT) + sorted(NEGATE):
-        texts.append(f"it is {w} good")
-        texts.append(f"that was {w} bad!")
-        texts.append(f"{w.upper()} happy and sad")
+        add("modifier", [f"it is {w} good", f"that was {w} bad!", f"{w.upper()} happy and sad"])
     # Every special case and the multi-word boosters at each position of a short sentence.
     for phrase in list(SPECIAL_CASES) + [k for k in BOOSTER_DICT if " " in k]:
         for pre in ("", "it ", "it was ", "oh well it was ", "not "):
             for post in ("", " good", " really bad", " day!"):
-                texts.append(pre + phrase + post)
+                add("idiom", [pre + phrase + post])
     # A sample of lexicon words alone and in a sentence (emoticons included).
     for w in rng.sample(lexicon_words, 400):
-        texts.append(w)
-        texts.append(f"{case_variant(rng, w)} {rng.choice(FILLER)} {gen.lexicon_word()}")
+        add("lexicon", [w, f"{case_variant(rng, w)} {rng.choice(FILLER)} {gen.lexicon_word()}"])
     # A sample of single emoji, alone and glued.
     for e in rng.sample(emojis, 150):
-        texts.append(e)
-        texts.append(f"so {e}{gen.lexicon_word()}")
-    for _ in range(2400):
-        texts.append(gen.tweet())
-    for _ in range(1500):
-        texts.append(gen.rule_window())
-    for _ in range(300):
-        texts.append(gen.but_repeats())
-    for _ in range(300):
-        texts.append(gen.caps_mix())
-    for _ in range(250):
-        texts.append(gen.unicode_noise())
-    for _ in range(100):
-        texts.append(gen.punctuation_only())
-    texts.extend(long_texts(rng, texts[:4000]))
+        add("emoji", [e, f"so {e}{gen.lexicon_word()}"])
+    # The realistic posts (the benchmark's corpus), then the stress generators.
+    add("tweet", [gen.tweet() for _ in range(2400)])
+    add("rule_window", [gen.rule_window() for _ in range(1500)])
+    add("but", [gen.but_repeats() for _ in range(300)])
+    add("caps", [gen.caps_mix() for _ in range(300)])
+    add("unicode_noise", [gen.unicode_noise() for _ in range(250)])
+    add("punctuation", [gen.punctuation_only() for _ in range(100)])
+    add("long", long_texts(rng, [t for _, t in texts[:4000]]))
 
     seen = set()
     unique = []
-    for t in texts:
+    for kind, t in texts:
         if t not in seen:
             seen.add(t)
-            unique.append(t)
+            unique.append((kind, t))
     return analyzer, unique
 
 
@@ -530,7 +527,7 @@ def main():
     analyzer, texts = build_texts()
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for text in texts:
+        for kind, text in texts:
             s = analyzer.polarity_scores(text)
             row = {
                 "text": text,
@@ -539,6 +536,7 @@ def main():
                 "pos": s["pos"],
                 "compound": s["compound"],
                 "tsv": "\t".join(str(s[k]) for k in ("neg", "neu", "pos", "compound")),
+                "kind": kind,
             }
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, args.out)
