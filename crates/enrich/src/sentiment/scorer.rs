@@ -306,8 +306,7 @@ impl EmojiWords {
         for &(_, description) in tables.emoji.entries() {
             let split = description
                 .char_indices()
-                .filter(|&(_, c)| is_py_space(c))
-                .last()
+                .rfind(|&(_, c)| is_py_space(c))
                 .map_or(0, |(i, c)| i + c.len_utf8());
             let (head, last_word) = description.split_at(split);
             let start = toks.len();
