@@ -10,6 +10,7 @@ use std::io;
 
 /// Python's `round(x, ndigits)` for `ndigits` in `0..=6` and `|x| < 2^53 / 10^ndigits`, which
 /// covers every VADER score (all lie in `[-1, 1]`). Outside that range `x` is returned as is.
+#[inline]
 pub(crate) fn py_round(x: f64, ndigits: u32) -> f64 {
     if x == 0.0 || !x.is_finite() || ndigits > 6 {
         return x;

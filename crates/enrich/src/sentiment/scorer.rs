@@ -435,7 +435,7 @@ impl Words<'_> {
     /// Scans a word from `i` (not whitespace) up to the next whitespace, the end, or an emoji
     /// (when emojis are being replaced), eight bytes at a time between special bytes, counting
     /// its "!" and "?".
-    #[inline]
+    #[inline(always)]
     fn scan_word(&self, bytes: &[u8], mut i: usize, marks: &mut Marks) -> WordEnd {
         let n = bytes.len();
         let mut non_ascii = false;
@@ -757,6 +757,11 @@ fn special_idioms_check(tables: &Tables, valence: f64, toks: &[Tok], i: usize) -
     let n = toks.len();
     let p = &tables.phrases;
     let m = |k: usize| &toks[k].phrase;
+    // Every sequence looked at starts at one of i-3..=i: without a phrase's first word there,
+    // nothing can match (the common case).
+    if (m(i - 3)[0] | m(i - 2)[0] | m(i - 1)[0] | m(i)[0]) == 0 {
+        return valence;
+    }
     let two_one = p.two(m(i - 2), m(i - 1));
     let three_two_one = p.three(m(i - 3), m(i - 2), m(i - 1));
     let three_two = p.two(m(i - 3), m(i - 2));
@@ -855,24 +860,14 @@ fn normalize(score: f64) -> f64 {
 #[allow(clippy::cast_precision_loss)] // neu_count is a word count, far below 2^53
 fn score_valence(sentiments: &[f64], exclamations: usize, questions: usize) -> Scores {
     // `float(sum(sentiments))`: CPython 3.11 adds left to right from 0 (3.12 switched to a
-    // compensated sum, which can move the compound by an ulp).
+    // compensated sum, which can move the compound by an ulp). The same loop does
+    // `_sift_sentiment_scores`.
     let mut sum_s = 0.0;
-    for &s in sentiments {
-        sum_s += s;
-    }
-    let punct_emph_amplifier = punctuation_emphasis(exclamations, questions);
-    if sum_s > 0.0 {
-        sum_s += punct_emph_amplifier;
-    } else if sum_s < 0.0 {
-        sum_s -= punct_emph_amplifier;
-    }
-    let compound = normalize(sum_s);
-
-    // _sift_sentiment_scores
     let mut pos_sum = 0.0;
     let mut neg_sum = 0.0;
     let mut neu_count = 0usize;
     for &s in sentiments {
+        sum_s += s;
         if s > 0.0 {
             pos_sum += s + 1.0;
         }
@@ -883,6 +878,14 @@ fn score_valence(sentiments: &[f64], exclamations: usize, questions: usize) -> S
             neu_count += 1;
         }
     }
+    let punct_emph_amplifier = punctuation_emphasis(exclamations, questions);
+    if sum_s > 0.0 {
+        sum_s += punct_emph_amplifier;
+    } else if sum_s < 0.0 {
+        sum_s -= punct_emph_amplifier;
+    }
+    let compound = normalize(sum_s);
+
     let neg_abs = f64::abs(neg_sum);
     if pos_sum > neg_abs {
         pos_sum += punct_emph_amplifier;
