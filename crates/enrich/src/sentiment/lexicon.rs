@@ -682,7 +682,7 @@ impl Tables {
         let max_key_len = keys.iter().map(|k| k.len()).max().unwrap_or(0);
         let ascii_keys = keys.iter().all(|k| k.is_ascii());
 
-        let capacity = (records.len() * 2).next_power_of_two().max(16);
+        let capacity = (records.len() * 8).next_power_of_two().max(16);
         let shift = 64 - capacity.trailing_zeros();
         let mut slots = vec![0u32; capacity].into_boxed_slice();
         let mask = capacity - 1;

@@ -176,15 +176,37 @@ fn is_ascii_py_space(b: u8) -> bool {
 }
 
 /// 0x80 in each byte of `w` that needs a closer look while scanning a word: ASCII at or below
-/// 0x20 (whitespace, or a control character), the first byte of a multi-byte character (which
-/// may be a Unicode space or an emoji), '!' and '?' (counted). All other bytes just extend the
-/// word. Exact per byte.
+/// 0x20 (whitespace, or a control character) and the first byte of a multi-byte character
+/// (which may be a Unicode space or an emoji). All other bytes just extend the word. Exact per
+/// byte.
 #[inline]
 fn special_bytes(w: u64) -> u64 {
     let gt_20 = (w & !HIGHS) + ONES * (0x7f - 0x20);
     let ascii_le_20 = !(gt_20 | w) & HIGHS;
     let lead = w & (w << 1) & HIGHS;
-    ascii_le_20 | lead | swar_eq(w, b'!') | swar_eq(w, b'?')
+    ascii_le_20 | lead
+}
+
+/// `text.count("!")` and `text.count("?")`, eight bytes at a time.
+fn count_marks(bytes: &[u8]) -> Marks {
+    let mut exclamations = 0;
+    let mut questions = 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(b);
+        exclamations += swar_eq(w, b'!').count_ones() as usize;
+        questions += swar_eq(w, b'?').count_ones() as usize;
+    }
+    for &b in chunks.remainder() {
+        exclamations += usize::from(b == b'!');
+        questions += usize::from(b == b'?');
+    }
+    Marks {
+        exclamations,
+        questions,
+    }
 }
 
 /// The eight bytes of `bytes` at `i`, padded with spaces past the end (so that the end of the
@@ -365,7 +387,9 @@ impl Words<'_> {
     fn tokenize(&mut self, text: &str) -> Marks {
         let bytes = text.as_bytes();
         let n = bytes.len();
-        let mut marks = Marks::default();
+        // The marks of the text itself in one SWAR pass; those of emoji descriptions are added
+        // per emoji below.
+        let mut marks = count_marks(bytes);
         let mut i = 0;
         'words: loop {
             // Skip whitespace.
@@ -383,7 +407,7 @@ impl Words<'_> {
                 }
             }
             let start = i;
-            let word = self.scan_word(bytes, i, &mut marks);
+            let word = self.scan_word(bytes, i);
             if word.end > start {
                 let tok = finish_word(
                     text,
@@ -417,7 +441,7 @@ impl Words<'_> {
                     continue;
                 }
                 // The last word and the characters after the emoji form one word.
-                let rest = self.scan_word(bytes, i, &mut marks);
+                let rest = self.scan_word(bytes, i);
                 self.glue.clear();
                 self.glue.push_str(description.last_word);
                 self.glue.push_str(&text[i..rest.end]);
@@ -436,7 +460,7 @@ impl Words<'_> {
     /// (when emojis are being replaced), eight bytes at a time between special bytes, counting
     /// its "!" and "?".
     #[inline(always)]
-    fn scan_word(&self, bytes: &[u8], mut i: usize, marks: &mut Marks) -> WordEnd {
+    fn scan_word(&self, bytes: &[u8], mut i: usize) -> WordEnd {
         let n = bytes.len();
         let mut non_ascii = false;
         loop {
@@ -456,8 +480,6 @@ impl Words<'_> {
             let b = bytes[j];
             i = j + 1;
             match b {
-                b'!' => marks.exclamations += 1,
-                b'?' => marks.questions += 1,
                 0..=0x20 if is_ascii_py_space(b) => {
                     return WordEnd {
                         end: j,
@@ -868,15 +890,11 @@ fn score_valence(sentiments: &[f64], exclamations: usize, questions: usize) -> S
     let mut neu_count = 0usize;
     for &s in sentiments {
         sum_s += s;
-        if s > 0.0 {
-            pos_sum += s + 1.0;
-        }
-        if s < 0.0 {
-            neg_sum += s - 1.0;
-        }
-        if s == 0.0 {
-            neu_count += 1;
-        }
+        // Adding 0.0 leaves the sums unchanged (neither is ever -0.0), so these selects are the
+        // reference's `if`s without the branches.
+        pos_sum += if s > 0.0 { s + 1.0 } else { 0.0 };
+        neg_sum += if s < 0.0 { s - 1.0 } else { 0.0 };
+        neu_count += usize::from(s == 0.0);
     }
     let punct_emph_amplifier = punctuation_emphasis(exclamations, questions);
     if sum_s > 0.0 {
@@ -1064,13 +1082,31 @@ mod tests {
     }
 
     #[test]
+    fn marks_are_counted() {
+        let text = "!?a!!b???c! ?x!".repeat(5);
+        let want = Marks {
+            exclamations: text.matches('!').count(),
+            questions: text.matches('?').count(),
+        };
+        for end in 0..text.len() {
+            let part = &text.as_bytes()[..end];
+            let want_part = Marks {
+                exclamations: part.iter().filter(|&&b| b == b'!').count(),
+                questions: part.iter().filter(|&&b| b == b'?').count(),
+            };
+            assert_eq!(count_marks(part), want_part);
+        }
+        assert_eq!(count_marks(text.as_bytes()), want);
+    }
+
+    #[test]
     fn special_bytes_are_exact() {
         for b in 0..=255u8 {
             for pos in 0..8 {
                 let mut bytes = [b'x'; 8];
                 bytes[pos] = b;
                 let special = special_bytes(u64::from_le_bytes(bytes));
-                let want = b <= 0x20 || b >= 0xc0 || b == b'!' || b == b'?';
+                let want = b <= 0x20 || b >= 0xc0;
                 assert_eq!(special == 0x80u64 << (8 * pos), want, "{b:#x} at {pos}");
                 assert_eq!(special & !(0x80u64 << (8 * pos)), 0);
             }
