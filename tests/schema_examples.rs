@@ -99,3 +99,10 @@ fn generated_events_follow_the_schema() {
         assert!(errors.is_empty(), "{json}: {errors:?}");
     }
 }
+
+#[test]
+fn the_window_record_schema_is_valid_draft_2020_12() {
+    let text = std::fs::read_to_string(root().join("schemas/engagement-window.v1.json")).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    jsonschema::meta::validate(&s).expect("valid JSON Schema");
+}
