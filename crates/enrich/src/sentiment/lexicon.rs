@@ -806,10 +806,8 @@ impl Tables {
     /// The entry of an id from [`Tables::lookup`]; [`NO_ID`] gives an entry without flags.
     #[inline]
     pub fn entry(&self, id: u32) -> &Entry {
-        // Ids come from this table, so the index is in bounds; the fallback keeps it panic-free.
-        self.records
-            .get(id as usize)
-            .map_or(&self.records[0].entry, |r| &r.entry)
+        // Ids come from this table's slots (or are NO_ID, the sentinel at index 0).
+        &self.records[id as usize].entry
     }
 
     /// The key of an entry id (for tests and debugging).

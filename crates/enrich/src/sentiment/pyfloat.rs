@@ -12,32 +12,36 @@ use std::io;
 /// covers every VADER score (all lie in `[-1, 1]`). Outside that range `x` is returned as is.
 #[inline]
 pub(crate) fn py_round(x: f64, ndigits: u32) -> f64 {
+    #[allow(clippy::cast_precision_loss)] // 10^6 is exact
+    let scale = 10u64.pow(ndigits.min(6)) as f64;
+    // Fast path, without branches on the value (scores are often exactly 0, unpredictably):
+    // |x| * scale is off the exact product by at most half an ulp (< 1e-6 below 2^31), so
+    // unless its fraction is within 1e-6 of one half the rounding direction is certain and
+    // rounding the product agrees with the exact computation. 0.0 and -0.0 come out as they
+    // went in (by `copysign`); NaN and infinities fail the range test.
+    let y = x.abs() * scale;
+    if ndigits <= 6 && y < 2_147_483_648.0 {
+        // `as` truncates toward zero: `floor` for these non-negative values (and no libm call
+        // on x86-64 without SSE4.1).
+        #[allow(clippy::cast_possible_truncation)]
+        let floor = (y as i64) as f64;
+        let frac = y - floor;
+        if (frac - 0.5).abs() > 1e-6 {
+            let q = floor + if frac > 0.5 { 1.0 } else { 0.0 };
+            // q and scale are exact doubles and IEEE division is correctly rounded: this is the
+            // double nearest to q / 10^ndigits, which is what CPython's strtod returns.
+            return (q / scale).copysign(x);
+        }
+    }
     if x == 0.0 || !x.is_finite() || ndigits > 6 {
         return x;
     }
-    #[allow(clippy::cast_precision_loss)] // 10^6 is exact
-    let scale = 10u64.pow(ndigits) as f64;
-    // Fast path: |x| * scale is off the exact product by at most half an ulp (< 1e-6 below
-    // 2^31), so unless its fraction is within 1e-6 of one half the rounding direction is certain
-    // and rounding the product agrees with the exact computation.
-    let y = x.abs() * scale;
-    // `as` truncates toward zero, which is `floor` for these non-negative values below 2^31
-    // (and avoids a libm call on x86-64 without SSE4.1).
-    #[allow(clippy::cast_possible_truncation)]
-    let floor = (y as i64) as f64;
-    let q = if y < 2_147_483_648.0 && (y - floor - 0.5).abs() > 1e-6 {
-        if y - floor > 0.5 { floor + 1.0 } else { floor }
-    } else {
-        match round_to_units(x.abs(), ndigits) {
-            // q < 2^53: exact as a double.
-            #[allow(clippy::cast_precision_loss)]
-            Some(q) => q as f64,
-            None => return x,
-        }
-    };
-    // q < 2^53 and scale <= 10^6 are exact doubles, and IEEE division is correctly rounded: this
-    // is the double nearest to q / 10^ndigits, which is what CPython's strtod returns.
-    (q / scale).copysign(x)
+    match round_to_units(x.abs(), ndigits) {
+        // q < 2^53: exact as a double.
+        #[allow(clippy::cast_precision_loss)]
+        Some(q) => (q as f64 / scale).copysign(x),
+        None => x,
+    }
 }
 
 /// `|x| * 10^ndigits` rounded half-to-even on the exact binary value, if below 2^53.

@@ -652,6 +652,7 @@ fn valences(tables: &Tables, toks: &[Tok], sentiments: &mut Vec<f64>) {
 }
 
 /// `sentiment_valence` for a token that is in the lexicon.
+#[inline]
 fn sentiment_valence(tables: &Tables, toks: &[Tok], i: usize, cap_diff: bool) -> f64 {
     let ids = &tables.ids;
     let n = toks.len();
@@ -717,7 +718,7 @@ fn sentiment_valence(tables: &Tables, toks: &[Tok], i: usize, cap_diff: bool) ->
 }
 
 /// `scalar_inc_dec`: the booster or dampener effect of a preceding word.
-#[inline]
+#[inline(always)]
 fn scalar_inc_dec(word: Tok, valence: f64, cap_diff: bool) -> f64 {
     if !word.has(IN_BOOSTER) {
         return 0.0;
@@ -737,6 +738,7 @@ fn scalar_inc_dec(word: Tok, valence: f64, cap_diff: bool) -> f64 {
 }
 
 /// `_negation_check` for the word `start_i + 1` places before the lexicon word at `i`.
+#[inline(always)]
 fn negation_check(ids: &RuleIds, valence: f64, toks: &[Tok], start_i: usize, i: usize) -> f64 {
     let so_or_this = |k: usize| toks[k].id == ids.so || toks[k].id == ids.this;
     match start_i {
@@ -817,6 +819,7 @@ fn special_idioms_check(tables: &Tables, valence: f64, toks: &[Tok], i: usize) -
 }
 
 /// `_least_check`: "least" before a word negates it, except in "at least" and "very least".
+#[inline(always)]
 fn least_check(ids: &RuleIds, valence: f64, toks: &[Tok], i: usize) -> f64 {
     let least_before = |k: usize| !toks[k].has(IN_LEX) && toks[k].id == ids.least;
     if i > 1 && least_before(i - 1) {
@@ -897,19 +900,22 @@ fn score_valence(sentiments: &[f64], exclamations: usize, questions: usize) -> S
         neu_count += usize::from(s == 0.0);
     }
     let punct_emph_amplifier = punctuation_emphasis(exclamations, questions);
-    if sum_s > 0.0 {
-        sum_s += punct_emph_amplifier;
+    // `sum_s += amp` if positive, `-= amp` if negative (`a - b` is `a + -b` in IEEE), nothing
+    // if zero (never -0.0 here): as selects rather than branches.
+    sum_s += if sum_s > 0.0 {
+        punct_emph_amplifier
     } else if sum_s < 0.0 {
-        sum_s -= punct_emph_amplifier;
-    }
+        -punct_emph_amplifier
+    } else {
+        0.0
+    };
     let compound = normalize(sum_s);
 
     let neg_abs = f64::abs(neg_sum);
-    if pos_sum > neg_abs {
-        pos_sum += punct_emph_amplifier;
-    } else if pos_sum < neg_abs {
-        neg_sum -= punct_emph_amplifier;
-    }
+    // Adding or subtracting 0.0 leaves either sum as it is (+0.0 stays +0.0): selects again.
+    let (pos_more, neg_more) = (pos_sum > neg_abs, pos_sum < neg_abs);
+    pos_sum += if pos_more { punct_emph_amplifier } else { 0.0 };
+    neg_sum -= if neg_more { punct_emph_amplifier } else { 0.0 };
     let total = pos_sum + f64::abs(neg_sum) + neu_count as f64;
     let pos = f64::abs(pos_sum / total);
     let neg = f64::abs(neg_sum / total);
