@@ -636,19 +636,40 @@ fn valences(tables: &Tables, toks: &[Tok], sentiments: &mut Vec<f64>) {
     // allcap_differential: some but not all words are ALL CAPS.
     let upper_count = toks.iter().filter(|t| t.has(UPPER)).count();
     let cap_diff = upper_count > 0 && upper_count < n;
+    // Bit k set: the word k places back has one of RULE_FLAGS (k = 0 is the word itself).
+    let mut rule_window = 0u32;
     for i in 0..n {
         let t = toks[i];
-        // Boosters and "kind" of "kind of" carry no valence of their own.
-        if t.has(IN_BOOSTER) || (i + 1 < n && t.id == ids.kind && toks[i + 1].id == ids.of) {
+        rule_window = (rule_window << 1) | u32::from(t.flags & RULE_FLAGS != 0);
+        // Words not in the lexicon, boosters and "kind" of "kind of" carry no valence.
+        let kind_of = t.id == ids.kind && i + 1 < n && toks[i + 1].id == ids.of;
+        if t.flags & (IN_LEX | IN_BOOSTER) != IN_LEX || kind_of {
             sentiments.push(0.0);
             continue;
         }
-        if !t.has(IN_LEX) {
-            sentiments.push(0.0);
-            continue;
-        }
-        sentiments.push(sentiment_valence(tables, toks, i, cap_diff));
+        let valence = if rule_window & 0b1111 == 0 {
+            fast_valence(tables, toks, i, cap_diff)
+        } else {
+            sentiment_valence(tables, toks, i, cap_diff)
+        };
+        sentiments.push(valence);
     }
+}
+
+/// `sentiment_valence` when no booster, negation or rule word is among the word and the three
+/// before it: then only ALL-CAPS emphasis and idioms can apply (the general version reduces to
+/// this).
+#[inline(always)]
+fn fast_valence(tables: &Tables, toks: &[Tok], i: usize, cap_diff: bool) -> f64 {
+    let t = toks[i];
+    let mut valence = t.lex;
+    if t.has(UPPER) && cap_diff {
+        valence += if valence > 0.0 { C_INCR } else { -C_INCR };
+    }
+    if i > 2 && !toks[i - 3].has(IN_LEX) {
+        valence = special_idioms_check(tables, valence, toks, i);
+    }
+    valence
 }
 
 /// `sentiment_valence` for a token that is in the lexicon.
@@ -657,25 +678,6 @@ fn sentiment_valence(tables: &Tables, toks: &[Tok], i: usize, cap_diff: bool) ->
     let ids = &tables.ids;
     let n = toks.len();
     let t = toks[i];
-    // Fast path: no booster, negation or rule word from three before to the word itself, so
-    // only ALL-CAPS emphasis and idioms can apply (the slow path below reduces to this then).
-    if toks[i.saturating_sub(3)..=i]
-        .iter()
-        .all(|w| w.flags & RULE_FLAGS == 0)
-    {
-        let mut valence = t.lex;
-        if t.has(UPPER) && cap_diff {
-            if valence > 0.0 {
-                valence += C_INCR;
-            } else {
-                valence -= C_INCR;
-            }
-        }
-        if i > 2 && !toks[i - 3].has(IN_LEX) {
-            valence = special_idioms_check(tables, valence, toks, i);
-        }
-        return valence;
-    }
     let mut valence = t.lex;
     // "no" right before a lexicon word negates it instead of counting as negative itself.
     if t.id == ids.no && i != n - 1 && toks[i + 1].has(IN_LEX) {
