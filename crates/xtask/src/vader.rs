@@ -65,8 +65,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The workspace root: the nearest ancestor of this crate whose Cargo.toml has `[workspace]`.
+/// `cargo run` sets `CARGO_MANIFEST_DIR` at run time too, and that one wins over the value
+/// compiled in: checkouts sharing a target directory can leave a binary built from another
+/// checkout in place, and its compiled-in path would point there.
 fn workspace_root() -> anyhow::Result<PathBuf> {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     for dir in here.ancestors() {
         let manifest = dir.join("Cargo.toml");
         if let Ok(text) = std::fs::read_to_string(&manifest)

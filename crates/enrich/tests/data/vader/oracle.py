@@ -240,7 +240,8 @@ HANDWRITTEN = [
     "good\tgood", "good\ngood", "good\r\ngood", "good\x0bgood", "good\x0cgood",
     "good\x1cgood", "good\x85good", "good\u00a0good", "good\u1680good", "good\u2000good",
     "good\u200agood", "good\u2028good", "good\u202fgood", "good\u205fgood", "good\u3000good",
-    "good\u180egood", "good\u200bgood", "good\u2060good", "good\ufeffgood",
+    "good\u180egood", "good\u200bgood", "good\u2060good", "good\ufeffgood", "good\x00",
+    "\x00good", "no\x00 good", "good\x00\x00 day", "\x7fgood", "good\x08",
 ]
 
 
