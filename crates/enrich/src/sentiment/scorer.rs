@@ -426,40 +426,63 @@ impl Words<'_> {
                 self.toks.push(tok);
             }
             i = word.end;
-            let mut next_emoji = word.emoji;
-            while let (Some((index, len)), Some(emoji)) = (next_emoji, self.emoji) {
-                let Some(description) = emoji.entries.get(index) else {
-                    break;
-                };
-                marks.exclamations += description.marks.exclamations;
-                marks.questions += description.marks.questions;
-                self.toks
-                    .extend_from_slice(&emoji.toks[description.words.clone()]);
-                i += len;
-                next_emoji = if i < n && !is_space_at(bytes, i) {
-                    emoji_at(self.tables, bytes, i)
-                } else {
-                    None
-                };
-                if i >= n || is_space_at(bytes, i) || next_emoji.is_some() {
-                    // Nothing glued to the last word.
-                    self.toks.extend(description.last_tok);
-                    continue;
-                }
-                // The last word and the characters after the emoji form one word.
-                let rest = self.scan_word(bytes, i);
-                self.glue.clear();
-                self.glue.push_str(description.last_word);
-                self.glue.push_str(&text[i..rest.end]);
-                let glued = self.glue.as_str();
-                let non_ascii = rest.non_ascii || !description.last_word.is_ascii();
-                let tok = finish_word(glued, 0, glued.len(), non_ascii, self.tables, self.lower);
-                self.toks.push(tok);
-                i = rest.end;
-                next_emoji = rest.emoji;
+            if let Some(emoji) = word.emoji {
+                i = self.emojis(text, i, emoji, &mut marks);
             }
         }
         marks
+    }
+
+    /// The emoji at byte `i` (`first`: its index and length) and any emojis right after it:
+    /// their descriptions' tokens, with the last word of each glued to what follows the emoji
+    /// up to the next whitespace or emoji. Returns where the word scan resumes. Kept out of line
+    /// so that the loop over plain words stays small.
+    #[inline(never)]
+    fn emojis(
+        &mut self,
+        text: &str,
+        mut i: usize,
+        first: (usize, usize),
+        marks: &mut Marks,
+    ) -> usize {
+        let bytes = text.as_bytes();
+        let n = bytes.len();
+        let Some(emoji) = self.emoji else {
+            return i;
+        };
+        let mut next_emoji = Some(first);
+        while let Some((index, len)) = next_emoji {
+            let Some(description) = emoji.entries.get(index) else {
+                break;
+            };
+            marks.exclamations += description.marks.exclamations;
+            marks.questions += description.marks.questions;
+            self.toks
+                .extend_from_slice(&emoji.toks[description.words.clone()]);
+            i += len;
+            next_emoji = if i < n && !is_space_at(bytes, i) {
+                emoji_at(self.tables, bytes, i)
+            } else {
+                None
+            };
+            if i >= n || is_space_at(bytes, i) || next_emoji.is_some() {
+                // Nothing glued to the last word.
+                self.toks.extend(description.last_tok);
+                continue;
+            }
+            // The last word and the characters after the emoji form one word.
+            let rest = self.scan_word(bytes, i);
+            self.glue.clear();
+            self.glue.push_str(description.last_word);
+            self.glue.push_str(&text[i..rest.end]);
+            let glued = self.glue.as_str();
+            let non_ascii = rest.non_ascii || !description.last_word.is_ascii();
+            let tok = finish_word(glued, 0, glued.len(), non_ascii, self.tables, self.lower);
+            self.toks.push(tok);
+            i = rest.end;
+            next_emoji = rest.emoji;
+        }
+        i
     }
 
     /// Scans a word from `i` (not whitespace) up to the next whitespace, the end, or an emoji
@@ -636,29 +659,30 @@ fn has_nt(bytes: &[u8]) -> bool {
 
 /// The loop of `polarity_scores` with `sentiment_valence` inlined: one valence per token.
 fn valences(tables: &Tables, toks: &[Tok], sentiments: &mut Vec<f64>) {
-    sentiments.clear();
     let n = toks.len();
+    // Most words carry no valence: start from zeros and fill in the lexicon words.
+    sentiments.clear();
+    sentiments.resize(n, 0.0);
     let ids = &tables.ids;
     // allcap_differential: some but not all words are ALL CAPS.
     let upper_count = toks.iter().filter(|t| t.has(UPPER)).count();
     let cap_diff = upper_count > 0 && upper_count < n;
     // Bit k set: the word k places back has one of RULE_FLAGS (k = 0 is the word itself).
     let mut rule_window = 0u32;
-    for i in 0..n {
+    for (i, slot) in sentiments.iter_mut().enumerate() {
         let t = toks[i];
         rule_window = (rule_window << 1) | u32::from(t.flags & RULE_FLAGS != 0);
         // Words not in the lexicon, boosters and "kind" of "kind of" carry no valence.
-        let kind_of = t.id == ids.kind && i + 1 < n && toks[i + 1].id == ids.of;
-        if t.flags & (IN_LEX | IN_BOOSTER) != IN_LEX || kind_of {
-            sentiments.push(0.0);
+        if t.flags & (IN_LEX | IN_BOOSTER) != IN_LEX
+            || (t.id == ids.kind && i + 1 < n && toks[i + 1].id == ids.of)
+        {
             continue;
         }
-        let valence = if rule_window & 0b1111 == 0 {
+        *slot = if rule_window & 0b1111 == 0 {
             fast_valence(tables, toks, i, cap_diff)
         } else {
             sentiment_valence(tables, toks, i, cap_diff)
         };
-        sentiments.push(valence);
     }
 }
 
