@@ -372,8 +372,8 @@ impl Key {
         }
         let upper = swar_in_range(word, b'A', b'Z');
         let shape = AsciiShape {
-            upper: upper != 0,
-            lower: swar_in_range(word, b'a', b'z') != 0,
+            // `&`, not `&&`: both tests are cheap, a branch between them is not.
+            isupper: (upper != 0) & (swar_in_range(word, b'a', b'z') == 0),
             apostrophe: swar_eq(word, b'\'') != 0,
         };
         (word | (upper >> 2), shape)
@@ -433,8 +433,7 @@ impl Key {
             off += 8;
         }
         let shape = AsciiShape {
-            upper: upper != 0,
-            lower: lower != 0,
+            isupper: upper != 0 && lower == 0,
             apostrophe: apostrophe != 0,
         };
         Some((Key { words, len }, shape))
@@ -472,10 +471,8 @@ fn fold(m: u128) -> u64 {
 /// What an ASCII token's bytes contain, found while building its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AsciiShape {
-    /// Some letter is uppercase.
-    pub upper: bool,
-    /// Some letter is lowercase.
-    pub lower: bool,
+    /// Python's `isupper()`: some letter is uppercase and none is lowercase.
+    pub isupper: bool,
     /// It contains an apostrophe (so it may contain "n't").
     pub apostrophe: bool,
 }
@@ -1074,8 +1071,9 @@ mod tests {
                 let got = Key::ascii_lower_at(text, start, len);
                 assert_eq!(got.map(|g| g.0), want, "{start} {len}");
                 let shape = got.unwrap().1;
-                assert_eq!(shape.upper, token.iter().any(u8::is_ascii_uppercase));
-                assert_eq!(shape.lower, token.iter().any(u8::is_ascii_lowercase));
+                let isupper = token.iter().any(u8::is_ascii_uppercase)
+                    && !token.iter().any(u8::is_ascii_lowercase);
+                assert_eq!(shape.isupper, isupper);
                 assert_eq!(shape.apostrophe, token.contains(&b'\''));
                 if len <= 8 {
                     let (word, short_shape) = Key::short_ascii_at(text, start, len);

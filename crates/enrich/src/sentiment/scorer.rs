@@ -556,7 +556,7 @@ fn finish_word(
 ) -> Tok {
     let bytes = text.as_bytes();
     let (mut s, mut e) = (start, end);
-    if is_py_punct(bytes[s]) || is_py_punct(bytes[e - 1]) {
+    if is_py_punct(bytes[s]) | is_py_punct(bytes[e - 1]) {
         while s < e && is_py_punct(bytes[s]) {
             s += 1;
         }
@@ -593,18 +593,14 @@ fn resolve(
         // Most words: one machine word for the key, its hash and its comparison.
         let (word, shape) = Key::short_ascii_at(text.as_bytes(), s, len);
         (
-            shape.upper && !shape.lower,
+            shape.isupper,
             tables.lookup_short(word, len),
             shape.apostrophe,
         )
     } else if len <= tables.max_key_len
         && let Some((key, shape)) = Key::ascii_lower_at(text.as_bytes(), s, len)
     {
-        (
-            shape.upper && !shape.lower,
-            tables.lookup(&key),
-            shape.apostrophe,
-        )
+        (shape.isupper, tables.lookup(&key), shape.apostrophe)
     } else {
         // Longer than any key: only its case and "n't" matter.
         let upper =
@@ -617,12 +613,10 @@ fn resolve(
     // `"n't" in word.lower()`: only ASCII characters lowercase to 'n', '\'' or 't' (the two
     // non-ASCII characters whose lowercase has ASCII in it give 'k' and 'i'), so a
     // case-insensitive search of the original bytes is exact.
-    if entry.flags & NEGATE_WORD != 0 || (apostrophe && has_nt(bytes)) {
-        flags |= NEGATED;
-    }
-    if upper {
-        flags |= UPPER;
-    }
+    // Flags set without branches (whether a word is a negation or in caps is unpredictable);
+    // only the rare apostrophe search stays conditional.
+    let negated = (entry.flags & NEGATE_WORD != 0) | (apostrophe && has_nt(bytes));
+    flags |= u8::from(negated) * NEGATED | u8::from(upper) * UPPER;
     Tok {
         lex: entry.lex,
         id,
