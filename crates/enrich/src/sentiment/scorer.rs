@@ -616,7 +616,7 @@ fn resolve(
     // Flags set without branches (whether a word is a negation or in caps is unpredictable);
     // only the rare apostrophe search stays conditional.
     let negated = (entry.flags & NEGATE_WORD != 0) | (apostrophe && has_nt(bytes));
-    flags |= u8::from(negated) * NEGATED | u8::from(upper) * UPPER;
+    flags |= (u8::from(negated) * NEGATED) | (u8::from(upper) * UPPER);
     Tok {
         lex: entry.lex,
         id,
