@@ -62,8 +62,13 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    // crates/xtask → the workspace root is two levels up.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // crates/xtask → the workspace root is two levels up. Prefer the directory cargo sets at
+    // run time: a binary shared through one target directory may have been built in another
+    // checkout, whose compile-time path would point there.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .join("../..")
         .canonicalize()
         .unwrap_or_else(|_| PathBuf::from("."))
