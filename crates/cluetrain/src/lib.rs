@@ -8,6 +8,7 @@ pub mod cli;
 pub mod demo;
 pub mod enrichment;
 pub mod generate;
+pub mod kafka_sink;
 pub mod pipeline;
 pub mod replay;
 pub mod settings;

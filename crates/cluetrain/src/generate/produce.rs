@@ -1,15 +1,13 @@
 //! Producing generated traffic to Kafka, paced or as fast as the broker takes it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use model::config::KafkaConfig;
-use rdkafka::ClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tracing::info;
+
+use crate::kafka_sink::KafkaSink;
 
 use super::{GeneratedMessage, Generator};
 
@@ -39,24 +37,6 @@ pub struct ProduceReport {
     pub failed: u64,
 }
 
-#[derive(Default)]
-struct Counting {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl ClientContext for Counting {}
-
-impl ProducerContext for Counting {
-    type DeliveryOpaque = ();
-    fn delivery(&self, r: &DeliveryResult<'_>, (): ()) {
-        match r {
-            Ok(_) => self.delivered.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
-        };
-    }
-}
-
 /// Produces `count` messages (or until `stop` is set) from `generator` to `topic`, keyed by
 /// brand. Blocking: run it on a thread of its own. `on_sent` is called every 10,000 messages.
 pub fn produce(
@@ -68,19 +48,7 @@ pub fn produce(
     stop: Arc<AtomicBool>,
     mut on_sent: impl FnMut(u64),
 ) -> anyhow::Result<ProduceReport> {
-    let mut cfg = ingest::kafka::client_config(kafka, ingest::kafka::Role::Producer);
-    for (k, v) in [
-        ("linger.ms", "20"),
-        ("batch.num.messages", "10000"),
-        ("compression.type", "lz4"),
-    ] {
-        if !kafka.producer_properties.contains_key(k) && !kafka.properties.contains_key(k) {
-            cfg.set(k, v);
-        }
-    }
-    let producer: ThreadedProducer<Counting> = cfg
-        .create_with_context(Counting::default())
-        .context("creating the Kafka producer")?;
+    let sink = KafkaSink::new(kafka, topic)?;
     let start_micros = generator.opts.start_micros;
     let started = Instant::now();
     let mut sent = 0u64;
@@ -89,20 +57,17 @@ pub fn produce(
             break;
         }
         pace(pacing, sent, &msg, start_micros, started, &stop);
-        send(&producer, topic, &msg, &stop)?;
+        sink.send(msg.key.as_bytes(), &msg.payload, Some(&stop))?;
         sent += 1;
         if sent.is_multiple_of(10_000) {
             on_sent(sent);
         }
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .context("flushing the producer")?;
-    let ctx = producer.context();
+    let delivered = sink.finish()?;
     let report = ProduceReport {
         sent,
-        delivered: ctx.delivered.load(Ordering::Relaxed),
-        failed: ctx.failed.load(Ordering::Relaxed),
+        delivered: delivered.produced,
+        failed: delivered.failed,
     };
     info!(
         sent = report.sent,
@@ -141,29 +106,5 @@ fn pace(
             return;
         }
         std::thread::sleep((due - elapsed).min(Duration::from_millis(100)));
-    }
-}
-
-fn send(
-    producer: &ThreadedProducer<Counting>,
-    topic: &str,
-    msg: &GeneratedMessage,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    loop {
-        let record = BaseRecord::to(topic)
-            .key(msg.key.as_bytes())
-            .payload(msg.payload.as_slice());
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                // The local queue is full: wait for deliveries to drain it.
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err((e, _)) => return Err(e).context(format!("producing to topic {topic:?}")),
-        }
     }
 }
