@@ -276,8 +276,17 @@ async fn restart_resumes_at_the_last_acknowledged_batch() {
             acker.ack(&b);
         }
     }
-    // Give the periodic commit a chance to run ahead, if it could: it must not.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The periodic commit (every 50 ms) makes the acknowledged offsets visible...
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while committed(&cfg.kafka.group_id, &topic, 1) != BTreeMap::from([(0, 30)]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acknowledged offsets committed within 20s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...and never runs ahead of them, however many commits happen meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         committed(&cfg.kafka.group_id, &topic, 1),
         BTreeMap::from([(0, 30)])
