@@ -6,9 +6,11 @@
 //! into window state builds on it.
 
 pub mod business_hours;
+pub mod distribution;
 pub mod watermark;
 pub mod window;
 
 pub use business_hours::{BusinessCalendar, ScheduleError};
+pub use distribution::{BacklogBucket, Summary, quantile_linear, summarize};
 pub use watermark::{WatermarkConfig, Watermarks};
 pub use window::{WindowError, WindowSpec};
