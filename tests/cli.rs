@@ -23,6 +23,20 @@ fn cluetrain() -> Command {
     c
 }
 
+/// `cluetrain config --check --config PATH` succeeds.
+fn assert_config_valid(path: &std::path::Path) {
+    let out = cluetrain()
+        .args(["config", "--check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn kafka_env(c: &mut Command, input: &str, dead: &str, group: &str) {
     c.env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
         .env("CLUETRAIN_KAFKA__INPUT_TOPIC", input)
@@ -42,16 +56,7 @@ fn default_config_prints_and_validates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, &out.stdout).unwrap();
-    let check = cluetrain()
-        .args(["config", "--check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert_config_valid(&path);
 }
 
 #[test]
@@ -244,16 +249,7 @@ fn demo_runs_with_nothing_installed_and_stops_cleanly() {
 fn shipped_example_config_is_valid() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cluetrain.example.toml");
-    let out = cluetrain()
-        .args(["config", "--check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_config_valid(&path);
 }
 
 #[test]

@@ -338,7 +338,7 @@ async fn linkage_through_the_broker_finds_who_answers() {
         ..Default::default()
     };
     let generator = Generator::new(opts.clone());
-    let accounts = generator.brand_accounts();
+    let brands = generator.brand_configs();
     let msgs: Vec<Outgoing> = generator
         .take(4000)
         .map(|m| Outgoing::new(&m.key, m.payload))
@@ -346,13 +346,7 @@ async fn linkage_through_the_broker_finds_who_answers() {
     produce(&topic, &msgs).await;
 
     let mut cfg = config(&topic, &unique("dlq"));
-    cfg.brands = accounts
-        .into_iter()
-        .map(|(name, accounts)| model::config::BrandConfig {
-            name: name.into(),
-            accounts: accounts.into_iter().map(str::to_string).collect(),
-        })
-        .collect();
+    cfg.brands = brands;
     let observers = Observers::default();
     pipeline::run(
         &cfg,

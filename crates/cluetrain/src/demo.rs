@@ -50,14 +50,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ..GeneratorOptions::default()
     };
     // The brands' own accounts, so linkage knows who speaks for each brand.
-    config.brands = Generator::new(gen_opts.clone())
-        .brand_accounts()
-        .into_iter()
-        .map(|(name, accounts)| model::config::BrandConfig {
-            name: name.to_string(),
-            accounts: accounts.into_iter().map(str::to_string).collect(),
-        })
-        .collect();
+    config.brands = Generator::new(gen_opts.clone()).brand_configs();
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
         let kafka = config.kafka.clone();

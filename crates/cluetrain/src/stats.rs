@@ -14,6 +14,21 @@ use model::schema::col;
 /// Brands tracked by name in the live summary.
 pub const BRANDS_TRACKED_MAX: usize = 32;
 
+/// The counts of `brand`, or of `other` once [`BRANDS_TRACKED_MAX`] brands are tracked.
+/// Allocates only the first time a brand is seen.
+fn brand_entry<'m>(map: &'m mut BTreeMap<String, BrandCounts>, brand: &str) -> &'m mut BrandCounts {
+    let key = if map.contains_key(brand) || map.len() < BRANDS_TRACKED_MAX {
+        brand
+    } else {
+        "other"
+    };
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), BrandCounts::default());
+    }
+    map.get_mut(key)
+        .unwrap_or_else(|| unreachable!("inserted above"))
+}
+
 /// First-response times kept per brand for the live median (the most recent ones).
 pub const FIRST_RESPONSES_KEPT_MAX: usize = 1024;
 
@@ -143,16 +158,15 @@ impl LiveStats {
         if let (Some(brands), Some(kinds), Some(orgs)) = (brands, kinds, orgs) {
             for i in 0..events.num_rows() {
                 let brand = brands.value(i);
-                let map = &mut g.snapshot.brands;
-                let key = if map.contains_key(brand) || map.len() < BRANDS_TRACKED_MAX {
-                    brand
-                } else {
-                    "other"
-                };
-                let c = map.entry(key.to_string()).or_default();
+                let c = brand_entry(&mut g.snapshot.brands, brand);
                 c.events += 1;
                 c.by_org += u64::from(orgs.value(i));
-                *c.by_kind.entry(kinds.value(i).to_string()).or_default() += 1;
+                match c.by_kind.get_mut(kinds.value(i)) {
+                    Some(n) => *n += 1,
+                    None => {
+                        c.by_kind.insert(kinds.value(i).to_string(), 1);
+                    }
+                }
             }
         }
     }
@@ -167,13 +181,7 @@ impl LiveStats {
                 | Linked::FirstResponse { brand, .. }
                 | Linked::Effect { brand, .. } => brand,
             };
-            let map = &mut g.snapshot.brands;
-            let key = if map.contains_key(brand) || map.len() < BRANDS_TRACKED_MAX {
-                brand.as_str()
-            } else {
-                "other"
-            };
-            let c = map.entry(key.to_string()).or_default();
+            let c = brand_entry(&mut g.snapshot.brands, brand);
             match l {
                 Linked::Event { role, compound, .. } => match role {
                     Role::Inbound => {

@@ -459,20 +459,23 @@ impl Linker {
             .map(|(k, _)| k.clone())
             .collect();
         for parent in orphans {
-            self.release_orphans(&parent, out);
+            self.release_held(&parent, out);
         }
         while let Some((t, id)) = self.age.first().cloned() {
             if t >= cutoff {
                 break;
             }
             self.age.pop_first();
-            self.remove_node(&id);
+            self.nodes.remove(&id);
             self.stats.expired += 1;
         }
         self.conversations.retain(|_, c| c.last_at >= cutoff);
     }
 
-    fn release_orphans(&mut self, parent: &str, out: &mut Vec<Linked>) {
+    /// Links the replies held for `parent` as conversation roots, counted as orphans: their
+    /// parent did not come within the horizon, or the state bound forced them out first. They
+    /// become ordinary entries (which the bound may then evict), so nothing is counted twice.
+    fn release_held(&mut self, parent: &str, out: &mut Vec<Linked>) {
         if let Some(children) = self.held.remove(parent) {
             self.held_count -= children.len();
             for h in children {
@@ -491,10 +494,6 @@ impl Linker {
         }
     }
 
-    fn remove_node(&mut self, id: &str) {
-        self.nodes.remove(id);
-    }
-
     fn enforce_bound(&mut self, out: &mut Vec<Linked>) {
         while self.entries() > self.cfg.entries_max {
             // Held replies first if they dominate, else the oldest message.
@@ -502,14 +501,13 @@ impl Linker {
                 let Some(parent) = self.held.keys().next().cloned() else {
                     break;
                 };
-                self.stats.evicted += self.held.get(&parent).map_or(0, |v| v.len() as u64);
-                self.release_orphans(&parent, out);
+                self.release_held(&parent, out);
                 continue;
             }
             let Some((_, id)) = self.age.pop_first() else {
                 break;
             };
-            self.remove_node(&id);
+            self.nodes.remove(&id);
             self.stats.evicted += 1;
         }
     }
@@ -691,6 +689,31 @@ mod tests {
         l.advance(49 * MIN + 24 * 60 * MIN + 1, &mut out);
         assert_eq!(l.entries(), 0);
         assert_eq!(l.stats().expired, 10);
+    }
+
+    #[test]
+    fn held_replies_beyond_the_bound_are_released_and_each_counted_once() {
+        let mut l = linker(10);
+        let mut out = Vec::new();
+        for i in 0..30 {
+            let (id, parent) = (format!("r{i}"), format!("missing{i}"));
+            l.observe(
+                &ev(&id, EventKind::Reply, "u1", Some(&parent), i * MIN),
+                &mut out,
+            );
+        }
+        assert!(l.entries() <= 10);
+        let s = l.stats();
+        assert_eq!(
+            s.orphans,
+            roles(&out).len() as u64,
+            "each released reply is reported once"
+        );
+        assert_eq!(
+            s.evicted + l.entries() as u64,
+            30,
+            "every reply is still held or linked, or was evicted once"
+        );
     }
 
     #[test]

@@ -334,12 +334,6 @@ impl Pending {
     }
 }
 
-/// Progress of a bounded run: which assigned partitions reached their end.
-#[derive(Default)]
-struct EndTracker {
-    at_end: BTreeSet<i32>,
-}
-
 impl Worker {
     fn run(mut self) -> Result<SourceSummary, IngestError> {
         let mut log_limiter = ReasonLogLimiter::new(self.settings.dead_letter_log_interval);
@@ -351,7 +345,8 @@ impl Worker {
             bytes: 0,
             opened: None,
         };
-        let mut ends = EndTracker::default();
+        // Bounded runs: the partitions that reached their end.
+        let mut at_end = BTreeSet::new();
         let mut seq = 0u64;
         let poll_max = Duration::from_millis(100);
         let mut queue_open = true;
@@ -370,7 +365,7 @@ impl Worker {
                 None => {}
                 Some(Ok(msg)) => self.take(&msg, &mut pending, &mut log_limiter),
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    ends.at_end.insert(p);
+                    at_end.insert(p);
                     debug!(partition = p, "partition at end");
                 }
                 Some(Err(e)) => {
@@ -387,7 +382,7 @@ impl Worker {
             {
                 queue_open = self.emit(&mut pending, &mut seq, BatchTrigger::wait);
             }
-            if self.mode == RunMode::UntilEnd && self.all_at_end(&ends) {
+            if self.mode == RunMode::UntilEnd && self.all_at_end(&at_end) {
                 info!("bounded run: every partition reached its end");
                 break;
             }
@@ -569,12 +564,12 @@ impl Worker {
     }
 
     /// In a bounded run: is every partition of the topic assigned to us and at its end?
-    fn all_at_end(&self, ends: &EndTracker) -> bool {
+    fn all_at_end(&self, at_end: &BTreeSet<i32>) -> bool {
         let Ok(assignment) = self.consumer.assignment() else {
             return false;
         };
         let assigned = partitions_of(&assignment);
-        !assigned.is_empty() && assigned.iter().all(|p| ends.at_end.contains(p))
+        !assigned.is_empty() && assigned.iter().all(|p| at_end.contains(p))
     }
 
     fn committed(&self) -> BTreeMap<i32, i64> {

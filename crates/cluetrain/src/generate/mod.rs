@@ -251,12 +251,15 @@ impl Generator {
         g
     }
 
-    /// The configuration for the brands this generator uses, as TOML-ready pairs of
-    /// (brand, account ids): what linkage needs to know which authors are the brand's.
-    pub fn brand_accounts(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+    /// The `[[brands]]` configuration of the brands this generator uses: their names and
+    /// own accounts, which linkage needs to know who speaks for each brand.
+    pub fn brand_configs(&self) -> Vec<model::config::BrandConfig> {
         self.brands
             .iter()
-            .map(|b| (b.name, b.accounts.iter().map(|a| a.0).collect()))
+            .map(|b| model::config::BrandConfig {
+                name: b.name.to_string(),
+                accounts: b.accounts.iter().map(|a| a.0.to_string()).collect(),
+            })
             .collect()
     }
 
