@@ -2,15 +2,21 @@
 //!
 //! Every engagement figure is computed per brand over event-time windows, half-open
 //! `[start, end)` and aligned to the Unix epoch in UTC (see the metrics reference). This crate
-//! owns window assignment ([`window`]) business-hours arithmetic ([`business_hours`]) and event-time watermarks ([`watermark`]); the DataFusion aggregation that merges each micro-batch
-//! into window state builds on it.
+//! owns window assignment ([`window`]), business-hours arithmetic ([`business_hours`]),
+//! event-time watermarks ([`watermark`]), response-time summaries ([`distribution`]) and the
+//! window engine ([`engine`]): DataFusion aggregates each micro-batch of linked facts once and
+//! the engine merges the result into window state, emitting revisions as the watermark moves.
 
 pub mod business_hours;
 pub mod distribution;
+pub mod engine;
+pub mod error;
 pub mod watermark;
 pub mod window;
 
 pub use business_hours::{BusinessCalendar, ScheduleError};
 pub use distribution::{BacklogBucket, Summary, quantile_linear, summarize};
+pub use engine::{EngineConfig, EngineStats, GroupBy, WindowEngine};
+pub use error::AggregateError;
 pub use watermark::{WatermarkConfig, Watermarks};
 pub use window::{WindowError, WindowSpec};

@@ -1,27 +1,69 @@
-//! The enrichment step of the pipeline: sentiment columns, then conversation linkage per input
-//! partition, driven by event-time watermarks.
+//! The enrichment step of the pipeline: sentiment columns, lateness, conversation linkage per
+//! input partition driven by event-time watermarks, department routing, and the linked facts
+//! the window engine aggregates.
 //!
 //! Linkage state is kept per input partition (the input is keyed by brand, so a brand's
 //! conversations share a partition) and dropped when the watermark passes the response horizon.
+//!
+//! **Late events.** An event older than the watermark (as it stood before its batch) minus
+//! `windows.allowed_lateness` could change windows that are already final. It is taken out
+//! before linkage, returned in [`Enriched::late`] for the late-events topic and counted: never
+//! silently dropped, never half-counted (it does not answer anything either).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
-use aggregate::{WatermarkConfig, Watermarks};
+use aggregate::{BusinessCalendar, WatermarkConfig, Watermarks};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, TimestampMicrosecondType};
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
-use enrich::linkage::{LinkInput, LinkStats, Linked, Linker, LinkerConfig, OrgAuthorRule};
+use enrich::departments::{DepartmentRouter, DepartmentRule};
+use enrich::linkage::{LinkInput, LinkStats, Linked, Linker, LinkerConfig, OrgAuthorRule, Role};
 use enrich::{EnrichError, sentiment};
 use model::EventKind;
 use model::config::Config;
+use model::facts::{EventFact, FactBatchBuilder, FactKeys};
 use model::schema::col;
 
-/// Sentiment and linkage state of a running pipeline.
-pub struct Enrichment {
-    link_cfg: LinkerConfig,
-    linkers: HashMap<i32, Linker>,
-    watermarks: Watermarks,
+/// Platforms named in facts; beyond this many distinct values the rest are grouped as
+/// `other`, so that hostile input cannot grow the grouping keys without bound.
+pub const PLATFORMS_MAX: usize = 64;
+
+/// Stakeholder values by index (packed into a linkage tag).
+const STAKEHOLDERS: [&str; 7] = [
+    "unknown", "customer", "employee", "partner", "supplier", "investor", "press",
+];
+
+/// Negative sentiment: VADER's convention, compound ≤ −0.05.
+pub const NEGATIVE_COMPOUND: f64 = -0.05;
+
+/// Why enrichment could not be set up: a configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SetupError {
+    /// The configuration key.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// A negative inbound message to forward to its department's topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    /// The topic.
+    pub topic: String,
+    /// The department.
+    pub department: String,
+    /// Row of the message in [`Enriched::batch`], when it arrived in this batch; `None` for a
+    /// reply that waited for its parent (its JSON was kept in [`Forward::json`]).
+    pub row: Option<usize>,
+    /// The message as JSON, when it arrived in an earlier batch.
+    pub json: Option<serde_json::Value>,
+    /// Its compound score.
+    pub compound: f64,
+    /// Its brand (the message key).
+    pub brand: String,
 }
 
 /// What one batch produced.
@@ -30,13 +72,88 @@ pub struct Enriched {
     pub batch: RecordBatch,
     /// What linkage learned (roles, first responses, response effects).
     pub linked: Vec<Linked>,
+    /// Linked facts for the window engine ([`model::fact_schema`]).
+    pub facts: RecordBatch,
+    /// Rows of `batch` later than the allowed lateness.
+    pub late: Vec<usize>,
+    /// Negative inbound messages to forward to department topics.
+    pub forwards: Vec<Forward>,
     /// The pipeline watermark after the batch, µs.
     pub watermark: Option<i64>,
 }
 
+/// Counters of enrichment beyond linkage's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnrichStats {
+    /// Events later than the allowed lateness.
+    pub late: u64,
+    /// Responses later than the horizon after their inbound message (not counted as answers).
+    pub answers_after_horizon: u64,
+    /// Negative inbound messages forwarded to department topics.
+    pub forwarded: u64,
+}
+
+/// Packed per-event context carried through linkage (see [`LinkInput::tag`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    platform: u16,
+    stakeholder: u8,
+    department: u8,
+    followers: u32,
+}
+
+impl Tag {
+    fn pack(self) -> u64 {
+        (u64::from(self.platform) << 48)
+            | (u64::from(self.stakeholder) << 40)
+            | (u64::from(self.department) << 32)
+            | u64::from(self.followers)
+    }
+
+    #[allow(clippy::cast_possible_truncation)] // unpacking fields packed above
+    fn unpack(t: u64) -> Tag {
+        Tag {
+            platform: (t >> 48) as u16,
+            stakeholder: ((t >> 40) & 0xff) as u8,
+            department: ((t >> 32) & 0xff) as u8,
+            followers: (t & 0xffff_ffff) as u32,
+        }
+    }
+}
+
+/// Sentiment, linkage and routing state of a running pipeline.
+pub struct Enrichment {
+    link_cfg: LinkerConfig,
+    linkers: HashMap<i32, Linker>,
+    watermarks: Watermarks,
+    lateness_micros: i64,
+    horizon_micros: i64,
+    router: DepartmentRouter,
+    departments: Vec<String>,
+    forward_topics: HashMap<String, String>,
+    calendars: HashMap<String, BusinessCalendar>,
+    always_open: BusinessCalendar,
+    platforms: Vec<String>,
+    /// Negative messages routed to a forwarding department whose role is not known yet
+    /// (replies waiting for their parent): id → (time, JSON).
+    pending_forward: HashMap<String, (i64, serde_json::Value)>,
+    pending_forward_max: usize,
+    stats: EnrichStats,
+}
+
+fn model_error(e: model::ModelError) -> EnrichError {
+    match e {
+        model::ModelError::Arrow(a) => EnrichError::Arrow(a),
+    }
+}
+
+fn micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 impl Enrichment {
-    /// Enrichment as configured.
-    pub fn new(config: &Config) -> Self {
+    /// Enrichment as configured; errors name the configuration key.
+    pub fn new(config: &Config) -> Result<Self, SetupError> {
         let accounts = config
             .brands
             .iter()
@@ -47,8 +164,57 @@ impl Enrichment {
                 )
             })
             .collect();
-        let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-        Enrichment {
+        let rules: Vec<DepartmentRule> = config
+            .departments
+            .rules
+            .iter()
+            .map(|r| DepartmentRule {
+                department: r.department.clone(),
+                keywords: r.keywords.clone(),
+                hashtags: r.hashtags.clone(),
+                patterns: r.patterns.clone(),
+            })
+            .collect();
+        let router =
+            DepartmentRouter::new(&rules, &config.departments.default).map_err(|e| SetupError {
+                key: "departments.rules".into(),
+                message: e.to_string(),
+            })?;
+        let mut departments = vec![config.departments.default.clone()];
+        for r in &rules {
+            if !departments.contains(&r.department) {
+                departments.push(r.department.clone());
+            }
+        }
+        if departments.len() > 250 {
+            return Err(SetupError {
+                key: "departments.rules".into(),
+                message: "at most 250 departments are supported".into(),
+            });
+        }
+        let mut calendars = HashMap::new();
+        for (i, b) in config.brands.iter().enumerate() {
+            if let Some(h) = &b.business_hours {
+                let week = h.week();
+                let days: Vec<Vec<&str>> = week
+                    .iter()
+                    .map(|d| d.iter().map(String::as_str).collect())
+                    .collect();
+                let day = |n: usize| days.get(n).map_or(&[][..], Vec::as_slice);
+                let holidays: Vec<&str> = h.holidays.iter().map(String::as_str).collect();
+                let cal = BusinessCalendar::new(
+                    &h.time_zone,
+                    [day(0), day(1), day(2), day(3), day(4), day(5), day(6)],
+                    &holidays,
+                )
+                .map_err(|e| SetupError {
+                    key: format!("brands[{i}].business_hours"),
+                    message: e.to_string(),
+                })?;
+                calendars.insert(b.name.clone(), cal);
+            }
+        }
+        Ok(Enrichment {
             link_cfg: LinkerConfig {
                 horizon_micros: micros(config.linkage.response_horizon),
                 entries_max: config.linkage.entries_max,
@@ -65,7 +231,23 @@ impl Enrichment {
                 out_of_orderness_micros: micros(config.linkage.out_of_orderness),
                 idle_timeout: config.linkage.idle_timeout,
             }),
-        }
+            lateness_micros: micros(config.windows.allowed_lateness),
+            horizon_micros: micros(config.linkage.response_horizon),
+            router,
+            departments,
+            forward_topics: config
+                .departments
+                .forward_negative
+                .iter()
+                .map(|(d, t)| (d.clone(), t.clone()))
+                .collect(),
+            calendars,
+            always_open: BusinessCalendar::always_open(),
+            platforms: Vec::new(),
+            pending_forward: HashMap::new(),
+            pending_forward_max: config.linkage.entries_max,
+            stats: EnrichStats::default(),
+        })
     }
 
     /// Linkage counters summed over partitions, and the number of entries held.
@@ -85,56 +267,140 @@ impl Enrichment {
         (total, entries)
     }
 
-    /// Scores and links one batch of decoded events.
-    pub fn process(&mut self, events: &RecordBatch) -> Result<Enriched, EnrichError> {
-        let batch = sentiment::append_sentiment_columns(events)?;
-        let now = Instant::now();
+    /// Enrichment's own counters.
+    pub fn stats(&self) -> EnrichStats {
+        self.stats
+    }
+
+    /// The pipeline watermark.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermarks.current()
+    }
+
+    /// Moves the watermark to at least `t` (end of a bounded run) and lets linkage release
+    /// what it held; returns the facts that produced.
+    pub fn force_watermark(&mut self, t: i64) -> Result<(Vec<Linked>, RecordBatch), EnrichError> {
+        let w = self.watermarks.force(t);
         let mut linked = Vec::new();
-        let str_col = |name: &str| {
+        for l in self.linkers.values_mut() {
+            l.advance(w, &mut linked);
+        }
+        let mut facts = FactBatchBuilder::with_capacity(linked.len());
+        let mut forwards = Vec::new();
+        self.facts(&linked, &HashMap::new(), &mut facts, &mut forwards);
+        let facts = facts.finish().map_err(model_error)?;
+        Ok((linked, facts))
+    }
+
+    fn platform_index(&mut self, p: &str) -> u16 {
+        if let Some(i) = self.platforms.iter().position(|x| x == p) {
+            return u16::try_from(i).unwrap_or(0);
+        }
+        if self.platforms.len() < PLATFORMS_MAX {
+            self.platforms.push(p.to_string());
+            return u16::try_from(self.platforms.len() - 1).unwrap_or(0);
+        }
+        u16::MAX
+    }
+
+    fn platform_name(&self, i: u16) -> &str {
+        self.platforms
+            .get(usize::from(i))
+            .map_or("other", String::as_str)
+    }
+
+    /// Scores, screens for lateness, links and routes one batch of decoded events.
+    pub fn process(&mut self, events: &RecordBatch, now: Instant) -> Result<Enriched, EnrichError> {
+        let batch = sentiment::append_sentiment_columns(events)?;
+        let mut linked = Vec::new();
+        let mut late = Vec::new();
+        let column = |name: &'static str| {
             batch
                 .column_by_name(name)
-                .map(|c| c.as_string::<i32>().clone())
+                .ok_or(EnrichError::MissingColumn { column: name })
         };
-        let (Some(ids), Some(brands), Some(kinds), Some(authors), Some(handles), Some(parents)) = (
-            str_col(col::EVENT_ID),
-            str_col(col::BRAND),
-            str_col(col::KIND),
-            str_col(col::AUTHOR_ID),
-            str_col(col::AUTHOR_HANDLE),
-            str_col(col::IN_REPLY_TO),
-        ) else {
-            return Ok(Enriched {
-                batch,
-                linked,
-                watermark: self.watermarks.current(),
-            });
+        let str_col = |name: &'static str| -> Result<_, EnrichError> {
+            column(name)?
+                .as_string_opt::<i32>()
+                .cloned()
+                .ok_or(EnrichError::MissingColumn { column: name })
         };
-        let orgs = batch
-            .column_by_name(col::AUTHOR_IS_ORG)
-            .map(|c| c.as_boolean().clone());
-        let times = batch
-            .column_by_name(col::CREATED_AT)
-            .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-        let parts = batch
-            .column_by_name(col::KAFKA_PARTITION)
-            .map(|c| c.as_primitive::<Int32Type>().clone());
-        let compounds = batch
-            .column_by_name(sentiment::col::COMPOUND)
-            .map(|c| c.as_primitive::<Float64Type>().clone());
-        let (Some(orgs), Some(times), Some(parts), Some(compounds)) =
-            (orgs, times, parts, compounds)
-        else {
-            return Ok(Enriched {
-                batch,
-                linked,
-                watermark: self.watermarks.current(),
-            });
-        };
+        let ids = str_col(col::EVENT_ID)?;
+        let brands = str_col(col::BRAND)?;
+        let kinds = str_col(col::KIND)?;
+        let authors = str_col(col::AUTHOR_ID)?;
+        let handles = str_col(col::AUTHOR_HANDLE)?;
+        let parents = str_col(col::IN_REPLY_TO)?;
+        let platforms = str_col(col::PLATFORM)?;
+        let stakeholders = str_col(col::AUTHOR_STAKEHOLDER)?;
+        let texts = str_col(col::TEXT)?;
+        let typed = |name: &'static str| EnrichError::MissingColumn { column: name };
+        let orgs = column(col::AUTHOR_IS_ORG)?
+            .as_boolean_opt()
+            .cloned()
+            .ok_or(typed(col::AUTHOR_IS_ORG))?;
+        let times = column(col::CREATED_AT)?
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .cloned()
+            .ok_or(typed(col::CREATED_AT))?;
+        let parts = column(col::KAFKA_PARTITION)?
+            .as_primitive_opt::<Int32Type>()
+            .cloned()
+            .ok_or(typed(col::KAFKA_PARTITION))?;
+        let followers = column(col::AUTHOR_FOLLOWERS)?
+            .as_primitive_opt::<Int64Type>()
+            .cloned()
+            .ok_or(typed(col::AUTHOR_FOLLOWERS))?;
+        let compounds = column(sentiment::col::COMPOUND)?
+            .as_primitive_opt::<Float64Type>()
+            .cloned()
+            .ok_or(typed(sentiment::col::COMPOUND))?;
+        // Rows of this batch by event id, for forwarding with the message itself.
+        let mut rows_by_id: HashMap<String, usize> = HashMap::new();
         for i in 0..batch.num_rows() {
             let Some(kind) = EventKind::parse(kinds.value(i)) else {
                 continue;
             };
+            let created_at = times.value(i);
+            if self.watermarks.is_late(created_at, self.lateness_micros) {
+                late.push(i);
+                self.stats.late += 1;
+                continue;
+            }
             let partition = parts.value(i);
+            let text = texts.value(i);
+            let department = self.router.route(text);
+            let dept_index = self
+                .departments
+                .iter()
+                .position(|d| d == department)
+                .unwrap_or(0);
+            let forward = self.forward_topics.contains_key(department);
+            let compound = compounds.value(i);
+            let stakeholder = if stakeholders.is_valid(i) {
+                stakeholders.value(i)
+            } else {
+                "unknown"
+            };
+            let tag = Tag {
+                platform: self.platform_index(platforms.value(i)),
+                stakeholder: u8::try_from(
+                    STAKEHOLDERS
+                        .iter()
+                        .position(|s| *s == stakeholder)
+                        .unwrap_or(0),
+                )
+                .unwrap_or(0),
+                department: u8::try_from(dept_index).unwrap_or(0),
+                followers: if followers.is_valid(i) {
+                    u32::try_from(followers.value(i).max(0)).unwrap_or(u32::MAX)
+                } else {
+                    0
+                },
+            };
+            if compound <= NEGATIVE_COMPOUND && forward {
+                rows_by_id.insert(ids.value(i).to_string(), i);
+            }
             let input = LinkInput {
                 event_id: ids.value(i),
                 brand: brands.value(i),
@@ -143,10 +409,11 @@ impl Enrichment {
                 author_handle: handles.is_valid(i).then(|| handles.value(i)),
                 author_is_org: orgs.value(i),
                 in_reply_to: parents.is_valid(i).then(|| parents.value(i)),
-                created_at: times.value(i),
-                compound: compounds.value(i),
+                created_at,
+                compound,
+                tag: tag.pack(),
             };
-            self.watermarks.observe(partition, input.created_at, now);
+            self.watermarks.observe(partition, created_at, now);
             let cfg = &self.link_cfg;
             self.linkers
                 .entry(partition)
@@ -159,10 +426,178 @@ impl Enrichment {
                 l.advance(w, &mut linked);
             }
         }
+        let mut facts = FactBatchBuilder::with_capacity(linked.len() + 16);
+        let mut forwards = Vec::new();
+        self.facts(&linked, &rows_by_id, &mut facts, &mut forwards);
+        // Candidates whose role is not known yet wait (bounded) with their JSON.
+        for (id, row) in rows_by_id {
+            if forwards.iter().any(|f| f.row == Some(row)) {
+                continue;
+            }
+            let linked_here = linked
+                .iter()
+                .any(|l| matches!(l, Linked::Event { event_id, .. } if *event_id == id));
+            if !linked_here && self.pending_forward.len() < self.pending_forward_max {
+                let json = crate::outputs::event_json(&batch, row);
+                self.pending_forward.insert(id, (times.value(row), json));
+            }
+        }
+        if let Some(w) = watermark {
+            let cutoff = w.saturating_sub(self.horizon_micros);
+            self.pending_forward.retain(|_, (t, _)| *t >= cutoff);
+        }
+        let facts = facts.finish().map_err(model_error)?;
         Ok(Enriched {
             batch,
             linked,
+            facts,
+            late,
+            forwards,
             watermark,
         })
+    }
+
+    fn facts(
+        &mut self,
+        linked: &[Linked],
+        rows_by_id: &HashMap<String, usize>,
+        out: &mut FactBatchBuilder,
+        forwards: &mut Vec<Forward>,
+    ) {
+        for l in linked {
+            match l {
+                Linked::Event {
+                    event_id,
+                    brand,
+                    created_at,
+                    role,
+                    root,
+                    replies_to_broadcast,
+                    turns,
+                    compound,
+                    tag,
+                    ..
+                } => {
+                    let tag = Tag::unpack(*tag);
+                    let inbound = *role == Role::Inbound;
+                    let department = self
+                        .departments
+                        .get(usize::from(tag.department))
+                        .map(String::as_str);
+                    let keys = FactKeys {
+                        brand,
+                        platform: self.platform_name(tag.platform),
+                        stakeholder: STAKEHOLDERS
+                            .get(usize::from(tag.stakeholder))
+                            .copied()
+                            .unwrap_or("unknown"),
+                        department: if inbound { department } else { None },
+                    };
+                    let mut h = std::hash::DefaultHasher::new();
+                    root.hash(&mut h);
+                    out.event(
+                        &keys,
+                        &EventFact {
+                            t: *created_at,
+                            role: role.as_str(),
+                            compound: *compound,
+                            to_broadcast: *replies_to_broadcast,
+                            followers: Some(i64::from(tag.followers)),
+                            root: h.finish(),
+                            turns: i32::try_from(*turns).unwrap_or(i32::MAX),
+                        },
+                    );
+                    let pending = self.pending_forward.remove(event_id);
+                    if inbound
+                        && *compound <= NEGATIVE_COMPOUND
+                        && let Some(d) = department
+                        && let Some(topic) = self.forward_topics.get(d)
+                    {
+                        let row = rows_by_id.get(event_id).copied();
+                        let json = if row.is_none() {
+                            pending.map(|(_, j)| j)
+                        } else {
+                            None
+                        };
+                        if row.is_some() || json.is_some() {
+                            self.stats.forwarded += 1;
+                            forwards.push(Forward {
+                                topic: topic.clone(),
+                                department: d.to_string(),
+                                row,
+                                json,
+                                compound: *compound,
+                                brand: brand.clone(),
+                            });
+                        }
+                    }
+                }
+                Linked::FirstResponse {
+                    brand,
+                    inbound_created_at,
+                    responded_at,
+                    tag,
+                    ..
+                } => {
+                    let frt = responded_at - inbound_created_at;
+                    if frt > self.horizon_micros {
+                        self.stats.answers_after_horizon += 1;
+                        continue;
+                    }
+                    let cal = self.calendars.get(brand).unwrap_or(&self.always_open);
+                    let business = cal.business_micros(*inbound_created_at, *responded_at);
+                    let tag = Tag::unpack(*tag);
+                    let keys = self.keys_of(brand, tag);
+                    #[allow(clippy::cast_precision_loss)] // µs durations far below 2^52
+                    out.answer(
+                        &keys,
+                        *inbound_created_at,
+                        frt as f64 / 1e6,
+                        business as f64 / 1e6,
+                    );
+                }
+                Linked::Effect {
+                    brand,
+                    inbound_created_at,
+                    delta,
+                    tag,
+                    ..
+                } => {
+                    let keys = self.keys_of(brand, Tag::unpack(*tag));
+                    out.effect(&keys, *inbound_created_at, *delta);
+                }
+            }
+        }
+    }
+
+    fn keys_of<'a>(&'a self, brand: &'a str, tag: Tag) -> FactKeys<'a> {
+        FactKeys {
+            brand,
+            platform: self.platform_name(tag.platform),
+            stakeholder: STAKEHOLDERS
+                .get(usize::from(tag.stakeholder))
+                .copied()
+                .unwrap_or("unknown"),
+            department: self
+                .departments
+                .get(usize::from(tag.department))
+                .map(String::as_str),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip() {
+        let t = Tag {
+            platform: 63,
+            stakeholder: 6,
+            department: 200,
+            followers: 4_000_000_000,
+        };
+        assert_eq!(Tag::unpack(t.pack()), t);
     }
 }

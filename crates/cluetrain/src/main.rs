@@ -60,8 +60,17 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         pipeline::shutdown_signal(),
     ))?;
     println!(
-        "{{\"batches\":{},\"events\":{},\"dead_letters\":{}}}",
-        report.batches, report.events, report.dead_letters
+        "{}",
+        serde_json::json!({
+            "batches": report.batches,
+            "events": report.events,
+            "dead_letters": report.dead_letters,
+            "late_events": report.late_events,
+            "window_records": report.window_records,
+            "final_records": report.final_records,
+            "forwarded": report.forwarded,
+            "parquet_files": report.parquet_files,
+        })
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,19 +1,28 @@
 //! The pipeline: wires ingest → (enrich → aggregate → outputs, as they land) and drives
 //! acknowledgements.
 //!
-//! Each micro-batch is handled in order. A batch is acknowledged (its offsets become
-//! committable) only after everything derived from it is durable: today its dead letters are
-//! delivered; each output added later joins that list before the ack.
+//! Each micro-batch is handled in order: dead letters, then the [`Job`] (enrichment and window
+//! aggregation), then its outputs. A batch is acknowledged (its offsets become committable) only
+//! after its dead letters, late events, forwarded complaints and the window records it caused
+//! are delivered to Kafka. Window state itself lives in memory until checkpoints land, so a
+//! crash replays from the last commit (at-least-once; records are upserts by key and revision).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
 use ingest::source::{self, RunMode, SourceSummary};
-use ingest::{DeadLetterSink, IngestMetrics};
+use ingest::{DeadLetterSink, IngestBatch, IngestMetrics};
+use model::WindowRecord;
 use model::config::Config;
 use tracing::{error, info};
 
+use crate::job::{Job, Step};
+use crate::outputs::kafka::{OutMessage, OutputProducer};
+use crate::outputs::parquet::ParquetSink;
 use crate::stats::LiveStats;
 
 /// What a finished run did.
@@ -25,6 +34,16 @@ pub struct RunReport {
     pub events: u64,
     /// Messages dead-lettered.
     pub dead_letters: u64,
+    /// Events later than the allowed lateness, sent to the late-events topic.
+    pub late_events: u64,
+    /// Window records emitted (every revision).
+    pub window_records: u64,
+    /// Of those, final.
+    pub final_records: u64,
+    /// Negative inbound messages forwarded to department topics.
+    pub forwarded: u64,
+    /// Parquet files written.
+    pub parquet_files: u64,
     /// What the source reports (committed offsets per partition).
     pub source: SourceSummary,
 }
@@ -38,6 +57,93 @@ pub struct Observers {
     pub live: Arc<LiveStats>,
 }
 
+/// Header on late events: the pipeline watermark when the event arrived (RFC 3339).
+pub const LATE_WATERMARK_HEADER: &str = "cluetrain.late.watermark";
+/// Header on late events: how far behind the watermark the event was, in seconds.
+pub const LATE_BEHIND_HEADER: &str = "cluetrain.late.behind_seconds";
+/// Header on forwarded complaints: the department.
+pub const FORWARD_DEPARTMENT_HEADER: &str = "cluetrain.department";
+/// Header on window records: the record's revision.
+pub const RECORD_REVISION_HEADER: &str = "cluetrain.revision";
+
+/// Everything a batch sends to Kafka, built from a [`Step`].
+fn messages(
+    config: &Config,
+    step: &Step,
+    watermark_before: Option<i64>,
+) -> anyhow::Result<Vec<OutMessage>> {
+    let mut out = Vec::with_capacity(step.records.len() + step.enriched.late.len());
+    let batch = &step.enriched.batch;
+    let brands = batch
+        .column_by_name(model::schema::col::BRAND)
+        .and_then(|c| c.as_string_opt::<i32>().cloned());
+    let times = batch
+        .column_by_name(model::schema::col::CREATED_AT)
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>().cloned());
+    for &row in &step.enriched.late {
+        let json = crate::outputs::event_json(batch, row);
+        let key = brands
+            .as_ref()
+            .map(|b| b.value(row).as_bytes().to_vec())
+            .unwrap_or_default();
+        let mut headers = Vec::new();
+        if let Some(w) = watermark_before {
+            headers.push((
+                LATE_WATERMARK_HEADER,
+                chrono::DateTime::<chrono::Utc>::from_timestamp_micros(w)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            ));
+            if let Some(t) = &times {
+                #[allow(clippy::cast_precision_loss)] // seconds, display only
+                let behind = (w - t.value(row)) as f64 / 1e6;
+                headers.push((LATE_BEHIND_HEADER, format!("{behind}")));
+            }
+        }
+        out.push(OutMessage {
+            topic: config.outputs.late_events_topic.clone(),
+            key,
+            payload: serde_json::to_vec(&json)?,
+            headers,
+        });
+    }
+    for f in &step.enriched.forwards {
+        let mut json = match (f.row, &f.json) {
+            (Some(row), _) => crate::outputs::event_json(batch, row),
+            (None, Some(j)) => j.clone(),
+            (None, None) => continue,
+        };
+        if let Some(o) = json.as_object_mut() {
+            o.insert("department".into(), serde_json::json!(f.department));
+            o.insert("sentiment_compound".into(), serde_json::json!(f.compound));
+        }
+        out.push(OutMessage {
+            topic: f.topic.clone(),
+            key: f.brand.as_bytes().to_vec(),
+            payload: serde_json::to_vec(&json)?,
+            headers: vec![(FORWARD_DEPARTMENT_HEADER, f.department.clone())],
+        });
+    }
+    if !config.outputs.windows_topic.is_empty() {
+        out.extend(record_messages(config, &step.records)?);
+    }
+    Ok(out)
+}
+
+fn record_messages(config: &Config, records: &[WindowRecord]) -> anyhow::Result<Vec<OutMessage>> {
+    records
+        .iter()
+        .map(|r| {
+            Ok(OutMessage {
+                topic: config.outputs.windows_topic.clone(),
+                key: r.brand.as_bytes().to_vec(),
+                payload: serde_json::to_vec(r)?,
+                headers: vec![(RECORD_REVISION_HEADER, r.revision.to_string())],
+            })
+        })
+        .collect()
+}
+
 /// Runs the pipeline until `shutdown` resolves (continuous mode) or the input ends
 /// (bounded mode). Returns after the final commit.
 pub async fn run(
@@ -46,8 +152,28 @@ pub async fn run(
     observers: Observers,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<RunReport> {
+    let mut job = Job::new(config).map_err(|e| {
+        anyhow::Error::new(crate::settings::LoadError::Invalid(
+            model::config::ConfigError {
+                problems: vec![model::config::ConfigProblem {
+                    key: e.key.clone(),
+                    message: e.message.clone(),
+                }],
+            },
+        ))
+    })?;
     let dead_letters =
         DeadLetterSink::new(&config.kafka).context("creating the dead-letter producer")?;
+    let outputs = OutputProducer::new(&config.kafka)?;
+    let mut parquet = if config.outputs.parquet_location.is_empty() {
+        None
+    } else {
+        Some(ParquetSink::new(
+            &config.outputs.parquet_location,
+            config.outputs.parquet_flush_interval,
+            config.outputs.parquet_rows_max,
+        )?)
+    };
     let (handle, mut batches) = source::start(
         &config.kafka,
         &config.ingest,
@@ -61,13 +187,17 @@ pub async fn run(
         group = %config.kafka.group_id,
         brokers = %config.kafka.bootstrap_servers,
         bounded = mode == RunMode::UntilEnd,
+        windows_topic = %config.outputs.windows_topic,
+        parquet = %config.outputs.parquet_location,
         "pipeline started"
     );
-    let mut enrichment = crate::enrichment::Enrichment::new(config);
     let horizon_micros =
         i64::try_from(config.linkage.response_horizon.as_micros()).unwrap_or(i64::MAX);
     let mut report = RunReport::default();
     let mut failure = None;
+    // In a bounded run the last batch is acknowledged only after the final window records are
+    // delivered, so that the source's closing commit never runs ahead of them.
+    let mut deferred: Option<IngestBatch> = None;
     tokio::pin!(shutdown);
     let mut stopping = false;
     loop {
@@ -88,27 +218,92 @@ pub async fn run(
             handle.stop();
             break;
         }
-        let enriched = match enrichment.process(&batch.events) {
-            Ok(e) => e,
+        let watermark_before = job.enrichment.watermark();
+        let step = match job
+            .process(&batch.events, Instant::now(), chrono::Utc::now())
+            .await
+        {
+            Ok(s) => s,
             Err(e) => {
-                // A wiring bug (the batch lacks a column): stop without acknowledging.
-                error!(error = %e, "stopping: enrichment failed");
+                // A wiring bug (the batch lacks a column, a query failed): stop without
+                // acknowledging.
+                error!(error = %format!("{e:#}"), "stopping: processing failed");
                 handle.stop();
-                failure = Some(anyhow::Error::new(e));
+                failure = Some(e);
                 break;
             }
         };
+        let sent = match messages(config, &step, watermark_before) {
+            Ok(m) => outputs.send_all(&m).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            error!(error = %format!("{e:#}"), "stopping: outputs could not be delivered");
+            handle.stop();
+            failure = Some(e);
+            break;
+        }
+        if let Some(p) = parquet.as_mut() {
+            p.push(&step.records);
+            if p.due()
+                && let Err(e) = p.flush().await
+            {
+                error!(error = %format!("{e:#}"), "stopping: Parquet output failed");
+                handle.stop();
+                failure = Some(e);
+                break;
+            }
+        }
+        observers.live.observe(
+            &step.enriched.batch,
+            batch.messages,
+            batch.rejects.len() as u64,
+        );
         observers
             .live
-            .observe(&enriched.batch, batch.messages, batch.rejects.len() as u64);
-        observers
-            .live
-            .observe_linked(&enriched.linked, horizon_micros);
-        observers.live.set_watermark(enriched.watermark);
+            .observe_linked(&step.enriched.linked, horizon_micros);
+        observers.live.set_watermark(step.enriched.watermark);
         report.batches += 1;
         report.events += batch.events.num_rows() as u64;
         report.dead_letters += batch.rejects.len() as u64;
-        acker.ack(&batch);
+        report.late_events += step.enriched.late.len() as u64;
+        report.forwarded += step.enriched.forwards.len() as u64;
+        report.window_records += step.records.len() as u64;
+        report.final_records += step.records.iter().filter(|r| r.is_final).count() as u64;
+        if mode == RunMode::UntilEnd {
+            if let Some(prev) = deferred.replace(batch) {
+                acker.ack(&prev);
+            }
+        } else {
+            acker.ack(&batch);
+        }
+    }
+    if failure.is_none() && mode == RunMode::UntilEnd && !stopping {
+        match finish_bounded(config, &mut job, &outputs).await {
+            Ok(records) => {
+                report.window_records += records.len() as u64;
+                report.final_records += records.iter().filter(|r| r.is_final).count() as u64;
+                if let Some(p) = parquet.as_mut() {
+                    p.push(&records);
+                }
+            }
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "the final window records could not be delivered");
+                deferred = None;
+                failure = Some(e);
+            }
+        }
+    }
+    if let Some(p) = parquet.as_mut() {
+        if let Err(e) = p.flush().await {
+            error!(error = %format!("{e:#}"), "Parquet output failed at shutdown");
+            deferred = None;
+            failure.get_or_insert(e);
+        }
+        report.parquet_files = p.files_written();
+    }
+    if let Some(last) = deferred.take() {
+        acker.ack(&last);
     }
     drop(acker);
     // Unblock the source if it waits on a full queue, then let it commit and close.
@@ -117,14 +312,20 @@ pub async fn run(
         .await
         .context("joining the ingest thread")?
         .context("ingest")?;
+    let es = job.engine.stats();
     info!(
         batches = report.batches,
         events = report.events,
         dead_letters = report.dead_letters,
+        late_events = report.late_events,
+        window_records = report.window_records,
+        final_records = report.final_records,
+        windows_open = es.windows_open,
+        forced_final = es.forced_final,
         committed = ?report.source.committed,
         "pipeline stopped"
     );
-    let (links, entries) = enrichment.link_stats();
+    let (links, entries) = job.enrichment.link_stats();
     info!(
         linked = links.linked,
         duplicates = links.duplicates,
@@ -138,6 +339,25 @@ pub async fn run(
         Some(e) => Err(e.context("pipeline stopped on an error")),
         None => Ok(report),
     }
+}
+
+/// Moves event time past every window and publishes the final records.
+async fn finish_bounded(
+    config: &Config,
+    job: &mut Job,
+    outputs: &OutputProducer,
+) -> anyhow::Result<Vec<WindowRecord>> {
+    let records = job.finish(chrono::Utc::now()).await?;
+    if !config.outputs.windows_topic.is_empty() {
+        outputs
+            .send_all(&record_messages(config, &records)?)
+            .await?;
+    }
+    info!(
+        records = records.len(),
+        "bounded run: every window emitted as final"
+    );
+    Ok(records)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

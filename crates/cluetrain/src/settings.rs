@@ -22,7 +22,16 @@ pub const DEFAULT_TOML: &str = include_str!("../cluetrain.default.toml");
 pub const ENV_PREFIX: &str = "CLUETRAIN_";
 
 /// Top-level sections; other `CLUETRAIN_*` variables (e.g. `CLUETRAIN_CONFIG`) are not keys.
-const SECTIONS: &[&str] = &["kafka", "ingest", "log", "linkage", "brands"];
+const SECTIONS: &[&str] = &[
+    "kafka",
+    "ingest",
+    "log",
+    "linkage",
+    "brands",
+    "windows",
+    "departments",
+    "outputs",
+];
 
 /// Property tables whose keys are librdkafka property names.
 const PROPERTY_TABLES: &[&str] = &[

@@ -92,6 +92,10 @@ pub struct LinkInput<'a> {
     pub created_at: i64,
     /// VADER compound of its text.
     pub compound: f64,
+    /// Opaque to linkage: handed back with every fact about this event (the caller packs the
+    /// grouping keys it needs there, e.g. platform and department, so that facts emitted
+    /// later, when a held reply's parent arrives, still carry them).
+    pub tag: u64,
 }
 
 /// What linkage learned; emitted in an order consistent with cause and effect.
@@ -118,6 +122,8 @@ pub enum Linked {
         turns: u32,
         /// VADER compound of its text.
         compound: f64,
+        /// The event's tag.
+        tag: u64,
     },
     /// An inbound message got its first response.
     FirstResponse {
@@ -129,6 +135,8 @@ pub enum Linked {
         inbound_created_at: i64,
         /// When the first response was created, µs.
         responded_at: i64,
+        /// The inbound message's tag.
+        tag: u64,
     },
     /// An answered inbound message's author wrote again in the same conversation: the change
     /// in sentiment (response effect).
@@ -141,6 +149,8 @@ pub enum Linked {
         inbound_created_at: i64,
         /// compound(next message) − compound(answered message).
         delta: f64,
+        /// The inbound message's tag.
+        tag: u64,
     },
 }
 
@@ -171,6 +181,7 @@ struct Node {
     created_at: i64,
     compound: f64,
     answered: bool,
+    tag: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +200,7 @@ struct OwnedInput {
     in_reply_to: Option<String>,
     created_at: i64,
     compound: f64,
+    tag: u64,
 }
 
 impl OwnedInput {
@@ -203,6 +215,7 @@ impl OwnedInput {
             in_reply_to: i.in_reply_to.map(str::to_string),
             created_at: i.created_at,
             compound: i.compound,
+            tag: i.tag,
         }
     }
 
@@ -217,6 +230,7 @@ impl OwnedInput {
             in_reply_to: self.in_reply_to.as_deref(),
             created_at: self.created_at,
             compound: self.compound,
+            tag: self.tag,
         }
     }
 }
@@ -383,6 +397,7 @@ impl Linker {
                     brand: m.brand.clone(),
                     inbound_created_at: m.created_at,
                     delta: e.compound - m.compound,
+                    tag: m.tag,
                 });
             }
         }
@@ -397,6 +412,7 @@ impl Linker {
             replies_to_broadcast,
             turns,
             compound: e.compound,
+            tag: e.tag,
         });
         self.stats.linked += 1;
 
@@ -411,6 +427,7 @@ impl Linker {
                 brand: m.brand.clone(),
                 inbound_created_at: m.created_at,
                 responded_at: e.created_at,
+                tag: m.tag,
             });
             let author = m.author_id.clone();
             if let Some(conv) = self.conversations.get_mut(&root)
@@ -431,6 +448,7 @@ impl Linker {
                 created_at: e.created_at,
                 compound: e.compound,
                 answered: false,
+                tag: e.tag,
             },
         );
         self.age.insert((e.created_at, e.event_id.to_string()));
@@ -550,6 +568,7 @@ mod tests {
             in_reply_to: parent,
             created_at: t,
             compound: if author.starts_with('u') { -0.5 } else { 0.4 },
+            tag: 0,
         }
     }
 

@@ -29,6 +29,12 @@ pub struct Config {
     pub linkage: LinkageConfig,
     /// The brands cluetrain knows by name, with their accounts.
     pub brands: Vec<BrandConfig>,
+    /// Event-time windows: specs, grouping, lateness and state bounds.
+    pub windows: WindowsConfig,
+    /// Routing of inbound messages to departments.
+    pub departments: DepartmentsConfig,
+    /// Where window records and late events go.
+    pub outputs: OutputsConfig,
 }
 
 /// Where to start when the consumer group has no committed offset for a partition.
@@ -199,6 +205,192 @@ pub struct BrandConfig {
     pub name: String,
     /// Its own accounts: author ids or handles (handles compare case-insensitively).
     pub accounts: Vec<String>,
+    /// Brands it competes with, for share of voice (itself is always included).
+    pub competitors: Vec<String>,
+    /// Opening hours for first-response time in business hours; absent = always open (UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business_hours: Option<BusinessHoursConfig>,
+}
+
+/// A brand's opening hours: a weekly schedule in an IANA time zone, minus holidays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusinessHoursConfig {
+    /// IANA time zone, e.g. "Europe/London".
+    pub time_zone: String,
+    /// Opening intervals "HH:MM-HH:MM" per weekday.
+    pub monday: Vec<String>,
+    /// Tuesday's intervals.
+    pub tuesday: Vec<String>,
+    /// Wednesday's intervals.
+    pub wednesday: Vec<String>,
+    /// Thursday's intervals.
+    pub thursday: Vec<String>,
+    /// Friday's intervals.
+    pub friday: Vec<String>,
+    /// Saturday's intervals.
+    pub saturday: Vec<String>,
+    /// Sunday's intervals.
+    pub sunday: Vec<String>,
+    /// Closed all day, ISO dates ("2026-12-25").
+    pub holidays: Vec<String>,
+}
+
+impl BusinessHoursConfig {
+    /// The week, Monday first.
+    pub fn week(&self) -> [&[String]; 7] {
+        [
+            &self.monday,
+            &self.tuesday,
+            &self.wednesday,
+            &self.thursday,
+            &self.friday,
+            &self.saturday,
+            &self.sunday,
+        ]
+    }
+}
+
+/// One window specification: tumbling when `slide` is absent or equal to `size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpecConfig {
+    /// Window length.
+    #[serde(with = "humantime_serde")]
+    pub size: Duration,
+    /// Distance between window starts (must divide `size`); absent = tumbling.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub slide: Option<Duration>,
+}
+
+/// A grouping key of window records besides the brand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKey {
+    /// The event's platform.
+    Platform,
+    /// The author's stakeholder type.
+    Stakeholder,
+    /// The department an inbound message was routed to.
+    Department,
+}
+
+/// Event-time windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// Window specs computed side by side.
+    pub specs: Vec<WindowSpecConfig>,
+    /// Grouping keys besides the brand (records carry null for keys not grouped by).
+    pub group_by: Vec<GroupKey>,
+    /// How long after the watermark passes a time events for it are still accepted (they
+    /// update closed windows as a new revision); older events go to the late-events topic.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// Emit not-yet-closed windows that changed this often (wall clock); "0s" = only at close.
+    #[serde(with = "humantime_serde")]
+    pub early_results_interval: Duration,
+    /// Window records held in memory; beyond it the oldest are finalised early
+    /// (cluetrain_windows_forced_final_total).
+    pub open_windows_max: usize,
+    /// First-response times kept per window for exact quantiles; beyond it further values
+    /// count in `answered` but not in the quantiles (cluetrain_windows_values_dropped_total).
+    pub response_times_per_window_max: usize,
+    /// Conversations tracked per window for thread depth; beyond it new ones are not counted.
+    pub conversations_per_window_max: usize,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            specs: vec![
+                WindowSpecConfig {
+                    size: Duration::from_secs(60),
+                    slide: None,
+                },
+                WindowSpecConfig {
+                    size: Duration::from_secs(3600),
+                    slide: Some(Duration::from_secs(300)),
+                },
+            ],
+            group_by: Vec::new(),
+            allowed_lateness: Duration::from_secs(300),
+            early_results_interval: Duration::ZERO,
+            open_windows_max: 200_000,
+            response_times_per_window_max: 100_000,
+            conversations_per_window_max: 100_000,
+        }
+    }
+}
+
+/// A department routing rule: the first rule with a matching keyword, hashtag or pattern wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DepartmentRuleConfig {
+    /// Department name (a metric label value: keep the set small).
+    pub department: String,
+    /// Whole words or phrases, case-insensitive.
+    pub keywords: Vec<String>,
+    /// Whole hashtags, with or without '#'.
+    pub hashtags: Vec<String>,
+    /// Regular expressions (Rust regex syntax), case-insensitive.
+    pub patterns: Vec<String>,
+}
+
+/// Routing of inbound messages to departments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DepartmentsConfig {
+    /// Department of messages no rule matches.
+    pub default: String,
+    /// Rules, tried in order.
+    pub rules: Vec<DepartmentRuleConfig>,
+    /// Department name → Kafka topic: negative inbound messages (compound ≤ −0.05) routed to
+    /// that department are also published there, so complaints reach the team.
+    pub forward_negative: BTreeMap<String, String>,
+}
+
+impl Default for DepartmentsConfig {
+    fn default() -> Self {
+        DepartmentsConfig {
+            default: "support".into(),
+            rules: Vec::new(),
+            forward_negative: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where window records and late events go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputsConfig {
+    /// Kafka topic of window records (JSON, key = brand); "" = not published.
+    pub windows_topic: String,
+    /// Kafka topic of events later than the allowed lateness (never silently dropped).
+    pub late_events_topic: String,
+    /// Parquet output: a local directory, `file:///path`, or `s3://bucket/prefix`; "" = off.
+    pub parquet_location: String,
+    /// Buffered window records are written as one Parquet file this often (and on shutdown).
+    #[serde(with = "humantime_serde")]
+    pub parquet_flush_interval: Duration,
+    /// ...or as soon as this many records are buffered.
+    pub parquet_rows_max: usize,
+}
+
+impl Default for OutputsConfig {
+    fn default() -> Self {
+        OutputsConfig {
+            windows_topic: "cluetrain-windows".into(),
+            late_events_topic: "cluetrain-late-events".into(),
+            parquet_location: "cluetrain-data".into(),
+            parquet_flush_interval: Duration::from_secs(60),
+            parquet_rows_max: 100_000,
+        }
+    }
 }
 
 /// Log output format.
@@ -396,6 +588,7 @@ impl Config {
                 "must be greater than zero (default \"60s\")".into(),
             );
         }
+        self.validate_windows(&mut bad);
         let mut names = std::collections::BTreeSet::new();
         for (i, b) in self.brands.iter().enumerate() {
             if b.name.trim().is_empty() {
@@ -420,6 +613,163 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError { problems })
+        }
+    }
+}
+
+impl Config {
+    fn validate_windows(&self, bad: &mut impl FnMut(&str, String)) {
+        let w = &self.windows;
+        if w.specs.is_empty() {
+            bad(
+                "windows.specs",
+                "is empty: configure at least one window, e.g. [[windows.specs]] size = \"1m\""
+                    .into(),
+            );
+        }
+        if w.specs.len() > 16 {
+            bad(
+                "windows.specs",
+                "at most 16 window specs are supported".into(),
+            );
+        }
+        for (i, s) in w.specs.iter().enumerate() {
+            let slide = s.slide.unwrap_or(s.size);
+            let key = format!("windows.specs[{i}]");
+            if s.size < Duration::from_secs(1) || slide < Duration::from_secs(1) {
+                bad(&key, "size and slide must be at least 1s".into());
+            } else if slide > s.size || s.size.as_micros() % slide.as_micros() != 0 {
+                bad(
+                    &key,
+                    format!(
+                        "slide {} must divide size {} (e.g. size \"1h\", slide \"5m\")",
+                        humantime::format_duration(slide),
+                        humantime::format_duration(s.size)
+                    ),
+                );
+            } else if s.size.as_micros() / slide.as_micros() > 1024 {
+                bad(
+                    &key,
+                    "size / slide must be at most 1024 windows per event".into(),
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &w.specs {
+            if !seen.insert((s.size, s.slide.unwrap_or(s.size))) {
+                bad(
+                    "windows.specs",
+                    "lists the same window twice; remove one".into(),
+                );
+            }
+        }
+        let mut keys = w.group_by.clone();
+        keys.sort();
+        keys.dedup();
+        if keys.len() != w.group_by.len() {
+            bad("windows.group_by", "lists a key twice".into());
+        }
+        if w.allowed_lateness > self.linkage.response_horizon {
+            bad(
+                "windows.allowed_lateness",
+                "must not exceed linkage.response_horizon: a window is final at end + horizon"
+                    .into(),
+            );
+        }
+        for (key, v, min) in [
+            ("windows.open_windows_max", w.open_windows_max, 100),
+            (
+                "windows.response_times_per_window_max",
+                w.response_times_per_window_max,
+                100,
+            ),
+            (
+                "windows.conversations_per_window_max",
+                w.conversations_per_window_max,
+                100,
+            ),
+        ] {
+            if !(min..=100_000_000).contains(&v) {
+                bad(key, format!("must be between {min} and 100000000"));
+            }
+        }
+        let d = &self.departments;
+        if d.default.trim().is_empty() {
+            bad(
+                "departments.default",
+                "is empty: name the department of unmatched messages (default \"support\")".into(),
+            );
+        }
+        for (i, r) in d.rules.iter().enumerate() {
+            if r.department.trim().is_empty() {
+                bad(
+                    &format!("departments.rules[{i}].department"),
+                    "is empty: name the department this rule routes to".into(),
+                );
+            }
+            if r.keywords.is_empty() && r.hashtags.is_empty() && r.patterns.is_empty() {
+                bad(
+                    &format!("departments.rules[{i}]"),
+                    "has no keywords, hashtags or patterns: it would never match".into(),
+                );
+            }
+        }
+        for (dept, topic) in &d.forward_negative {
+            if let Err(why) = check_topic_name(topic) {
+                bad(&format!("departments.forward_negative.{dept}"), why);
+            }
+        }
+        let o = &self.outputs;
+        if !o.windows_topic.is_empty()
+            && let Err(why) = check_topic_name(&o.windows_topic)
+        {
+            bad("outputs.windows_topic", why);
+        }
+        if let Err(why) = check_topic_name(&o.late_events_topic) {
+            bad(
+                "outputs.late_events_topic",
+                format!("{why} (late events are never dropped: a topic is required)"),
+            );
+        }
+        if o.late_events_topic == self.kafka.input_topic
+            || o.windows_topic == self.kafka.input_topic
+        {
+            bad(
+                "outputs",
+                "an output topic is the input topic: records would be read again as events".into(),
+            );
+        }
+        if o.parquet_flush_interval.is_zero() {
+            bad(
+                "outputs.parquet_flush_interval",
+                "must be greater than zero (default \"60s\")".into(),
+            );
+        }
+        if !(1..=10_000_000).contains(&o.parquet_rows_max) {
+            bad(
+                "outputs.parquet_rows_max",
+                "must be between 1 and 10000000 (default 100000)".into(),
+            );
+        }
+        let brands: std::collections::BTreeSet<&str> =
+            self.brands.iter().map(|b| b.name.as_str()).collect();
+        for (i, b) in self.brands.iter().enumerate() {
+            for c in &b.competitors {
+                if !brands.contains(c.as_str()) {
+                    bad(
+                        &format!("brands[{i}].competitors"),
+                        format!("{c:?} is not a configured brand: add a [[brands]] entry for it"),
+                    );
+                }
+            }
+            if let Some(h) = &b.business_hours
+                && h.time_zone.trim().is_empty()
+            {
+                bad(
+                    &format!("brands[{i}].business_hours.time_zone"),
+                    "is empty: use an IANA name such as \"Europe/London\"".into(),
+                );
+            }
         }
     }
 }
@@ -532,11 +882,11 @@ mod tests {
         c.brands = vec![
             BrandConfig {
                 name: "acme".into(),
-                accounts: vec![],
+                ..Default::default()
             },
             BrandConfig {
                 name: "acme".into(),
-                accounts: vec![],
+                ..Default::default()
             },
         ];
         let keys: Vec<_> = c

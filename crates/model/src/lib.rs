@@ -20,10 +20,14 @@
 
 pub mod config;
 pub mod event;
+pub mod facts;
 pub mod schema;
+pub mod window_record;
 
 pub use event::{AuthorRef, EventKind, EventRef, SocialAuthor, SocialEvent, Stakeholder};
+pub use facts::{FactBatchBuilder, fact_schema};
 pub use schema::{EventBatchBuilder, event_schema};
+pub use window_record::{WindowKey, WindowRecord};
 
 /// Errors of the model crate. Both are programmer errors on our side (internal), never caused by
 /// input data: input is validated before it reaches a builder.

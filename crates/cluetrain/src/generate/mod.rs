@@ -259,6 +259,7 @@ impl Generator {
             .map(|b| model::config::BrandConfig {
                 name: b.name.to_string(),
                 accounts: b.accounts.iter().map(|a| a.0.to_string()).collect(),
+                ..Default::default()
             })
             .collect()
     }

@@ -1,0 +1,888 @@
+//! The window engine: DataFusion aggregates each micro-batch of facts once, the engine merges
+//! the partial aggregates into window state and emits window records as the watermark moves.
+//!
+//! ```text
+//!  fact batch ──► DataFusion SQL (window assignment for every spec, GROUP BY window and keys)
+//!                    │ partial aggregates, one row per (spec, window, brand, platform,
+//!                    ▼ stakeholder, department)
+//!               merge into WindowState ──► advance(watermark) ──► WindowRecord revisions
+//! ```
+//!
+//! Incremental: history is never re-scanned. A batch's facts are aggregated at the finest grain
+//! (all grouping columns plus department), and the merge rolls rows up into the configured
+//! record keys, keeping the department breakdown inside each record.
+//!
+//! Emission (the metrics reference, "Windows and time"):
+//! * a window is emitted when the watermark passes its end (`closed`, revision 1 unless early
+//!   results came before);
+//! * emitted again, revision + 1, whenever its figures change (answers to its inbound messages,
+//!   events within the allowed lateness);
+//! * emitted a last time with `final = true` when the watermark passes end + horizon, then
+//!   dropped from memory.
+//!
+//! Determinism: sums of VADER scores are kept in fixed point (compound is rounded to 4
+//! decimals by VADER), and quantiles and means are computed over sorted values, so a final
+//! record does not depend on how events were split into batches or ordered within the
+//! out-of-orderness bound.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
+use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::DataType;
+use chrono::{DateTime, Utc};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use model::config::GroupKey;
+use model::window_record::{
+    Backlog, DepartmentFigures, Distribution, QuantileMethod, StakeholderMix, WindowRecord,
+};
+
+use crate::distribution::{BacklogBucket, summarize};
+use crate::error::AggregateError;
+use crate::window::WindowSpec;
+
+/// Which keys besides the brand window records are grouped by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupBy {
+    /// Group by platform.
+    pub platform: bool,
+    /// Group by stakeholder type.
+    pub stakeholder: bool,
+    /// Group by department.
+    pub department: bool,
+}
+
+impl GroupBy {
+    /// From the configured keys.
+    pub fn of(keys: &[GroupKey]) -> Self {
+        GroupBy {
+            platform: keys.contains(&GroupKey::Platform),
+            stakeholder: keys.contains(&GroupKey::Stakeholder),
+            department: keys.contains(&GroupKey::Department),
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Window specs, computed side by side.
+    pub specs: Vec<WindowSpec>,
+    /// Record grouping besides the brand.
+    pub group_by: GroupBy,
+    /// Response horizon H, µs: a window is final when the watermark passes end + H.
+    pub horizon_micros: i64,
+    /// Windows held in memory; beyond it the oldest is finalised early.
+    pub open_windows_max: usize,
+    /// First-response times (and unanswered messages) kept per window.
+    pub values_per_window_max: usize,
+    /// Conversations tracked per window for thread depth.
+    pub conversations_per_window_max: usize,
+    /// Per brand, its competitor set for share of voice (itself excluded; it is added).
+    pub competitors: HashMap<String, Vec<String>>,
+}
+
+/// Counters of the engine; they only grow (except `windows_open`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Fact rows aggregated.
+    pub facts: u64,
+    /// Micro-batches aggregated.
+    pub batches: u64,
+    /// Window records emitted (all revisions).
+    pub records_emitted: u64,
+    /// Of those, final.
+    pub records_final: u64,
+    /// Windows finalised before their time because `open_windows_max` was reached.
+    pub forced_final: u64,
+    /// First-response times or unanswered messages not kept (`values_per_window_max`).
+    pub values_dropped: u64,
+    /// Conversations not tracked for thread depth (`conversations_per_window_max`).
+    pub conversations_dropped: u64,
+    /// Partial aggregates for windows that were already final (counted, not applied).
+    pub updates_after_final: u64,
+    /// Windows in memory now.
+    pub windows_open: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Group {
+    brand: String,
+    platform: Option<String>,
+    stakeholder: Option<String>,
+    department: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct StateKey {
+    spec: usize,
+    start: i64,
+    group: Group,
+}
+
+#[derive(Debug, Clone, Default)]
+struct DeptAcc {
+    inbound: u64,
+    negative: u64,
+    answered: u64,
+    frt: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Acc {
+    inbound: u64,
+    responses: u64,
+    broadcasts: u64,
+    to_broadcast: u64,
+    positive: u64,
+    negative: u64,
+    compound_e4: i64,
+    reach: i64,
+    answered: u64,
+    frt: Vec<f64>,
+    frt_business: Vec<f64>,
+    /// Times (µs) of inbound messages not answered yet: a multiset, since equal times are
+    /// interchangeable for the backlog's ages.
+    unanswered: BTreeMap<i64, u32>,
+    unanswered_len: usize,
+    effect_e4: i64,
+    effects: u64,
+    stakeholders: StakeholderMix,
+    departments: BTreeMap<String, DeptAcc>,
+    /// Conversation root hash → most turns seen in the window.
+    roots: HashMap<u64, u32>,
+}
+
+impl Acc {
+    fn net_sentiment(&self) -> Option<f64> {
+        let pn = self.positive + self.negative;
+        (pn > 0).then(|| ratio_signed(self.positive, self.negative, pn))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct WindowState {
+    acc: Acc,
+    revision: u32,
+    closed: bool,
+    changed: bool,
+}
+
+/// Event-time window aggregation over DataFusion.
+pub struct WindowEngine {
+    cfg: EngineConfig,
+    ctx: SessionContext,
+    main_sql: String,
+    depth_sql: String,
+    windows: HashMap<StateKey, WindowState>,
+    /// Not yet closed, by end time.
+    pending_close: BTreeSet<(i64, StateKey)>,
+    /// Every window, by the time it becomes final (end + H).
+    pending_final: BTreeSet<(i64, StateKey)>,
+    /// Windows whose figures changed since their last emission.
+    changed: BTreeSet<StateKey>,
+    /// Per (spec, group): the last finalised window's start and net sentiment.
+    last_net: HashMap<(usize, Group), (i64, Option<f64>)>,
+    /// Inbound per (spec, window start, brand), for share of voice.
+    brand_inbound: HashMap<(usize, i64, String), u64>,
+    /// Records finalised early by the state bound, handed out at the next advance.
+    forced: Vec<WindowRecord>,
+    watermark: Option<i64>,
+    stats: EngineStats,
+}
+
+/// The facts table name inside the engine's DataFusion session.
+const FACTS: &str = "facts";
+
+impl WindowEngine {
+    /// An engine with no windows.
+    pub fn new(cfg: EngineConfig) -> Self {
+        // One partition: a micro-batch is small, and repartitioning it costs more than it saves.
+        let session = SessionConfig::new()
+            .with_target_partitions(1)
+            .with_information_schema(false);
+        let ctx = SessionContext::new_with_config(session);
+        let (main_sql, depth_sql) = queries(&cfg.specs);
+        WindowEngine {
+            cfg,
+            ctx,
+            main_sql,
+            depth_sql,
+            windows: HashMap::new(),
+            pending_close: BTreeSet::new(),
+            pending_final: BTreeSet::new(),
+            changed: BTreeSet::new(),
+            last_net: HashMap::new(),
+            brand_inbound: HashMap::new(),
+            forced: Vec::new(),
+            watermark: None,
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// The SQL run over each micro-batch (for docs and EXPLAIN).
+    pub fn sql(&self) -> (&str, &str) {
+        (&self.main_sql, &self.depth_sql)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            windows_open: self.windows.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The engine's watermark (the last one passed to [`WindowEngine::advance`]).
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// Aggregates one batch of facts ([`model::fact_schema`]) into window state.
+    pub async fn ingest(&mut self, facts: &RecordBatch) -> Result<(), AggregateError> {
+        if facts.num_rows() == 0 {
+            return Ok(());
+        }
+        self.stats.facts += facts.num_rows() as u64;
+        self.stats.batches += 1;
+        self.ctx.deregister_table(FACTS)?;
+        self.ctx.register_batch(FACTS, facts.clone())?;
+        let main = self.ctx.sql(&self.main_sql).await?.collect().await?;
+        let depth = self.ctx.sql(&self.depth_sql).await?.collect().await?;
+        self.ctx.deregister_table(FACTS)?;
+        for b in &main {
+            self.merge_main(b)?;
+        }
+        for b in &depth {
+            self.merge_depth(b)?;
+        }
+        self.enforce_bound();
+        Ok(())
+    }
+
+    fn group(&self, brand: &str, platform: &str, stakeholder: &str, dept: Option<&str>) -> Group {
+        let g = self.cfg.group_by;
+        Group {
+            brand: brand.to_string(),
+            platform: g.platform.then(|| platform.to_string()),
+            stakeholder: g.stakeholder.then(|| stakeholder.to_string()),
+            department: if g.department {
+                dept.map(str::to_string)
+            } else {
+                None
+            },
+        }
+    }
+
+    /// The state of window (spec, start, group), created if new; `None` if it is already final.
+    fn state(&mut self, spec: usize, start: i64, group: Group) -> Option<&mut WindowState> {
+        let size = self.cfg.specs.get(spec)?.size_micros();
+        let end = start.saturating_add(size);
+        let final_at = end.saturating_add(self.cfg.horizon_micros);
+        if self.watermark.is_some_and(|w| final_at <= w) {
+            self.stats.updates_after_final += 1;
+            return None;
+        }
+        let key = StateKey { spec, start, group };
+        if !self.windows.contains_key(&key) {
+            self.pending_close.insert((end, key.clone()));
+            self.pending_final.insert((final_at, key.clone()));
+            self.windows.insert(
+                key.clone(),
+                WindowState {
+                    acc: Acc::default(),
+                    revision: 0,
+                    closed: false,
+                    changed: false,
+                },
+            );
+        }
+        self.changed.insert(key.clone());
+        let st = self.windows.get_mut(&key)?;
+        st.changed = true;
+        Some(st)
+    }
+
+    fn merge_main(&mut self, b: &RecordBatch) -> Result<(), AggregateError> {
+        let spec = i64_col(b, "spec")?;
+        let start = i64_col(b, "window_start")?;
+        let brand = str_col(b, "brand")?;
+        let platform = str_col(b, "platform")?;
+        let stakeholder = str_col(b, "stakeholder")?;
+        let dept = str_col(b, "department")?;
+        let n = |name: &'static str| i64_col(b, name);
+        let (inbound, responses, broadcasts, to_broadcast) = (
+            n("inbound")?,
+            n("responses")?,
+            n("broadcasts")?,
+            n("to_broadcast")?,
+        );
+        let (positive, negative, compound_e4, reach) = (
+            n("positive")?,
+            n("negative")?,
+            n("compound_e4")?,
+            n("reach")?,
+        );
+        let (answered, effect_e4, effects) = (n("answered")?, n("effect_e4")?, n("effects")?);
+        let frt = list_col(b, "frt")?;
+        let frt_b = list_col(b, "frt_business")?;
+        let inbound_times = list_col(b, "inbound_times")?;
+        let answered_times = list_col(b, "answered_times")?;
+        let max_values = self.cfg.values_per_window_max;
+        let get = |a: &arrow_array::Int64Array, i: usize| -> u64 {
+            if a.is_null(i) {
+                0
+            } else {
+                u64::try_from(a.value(i)).unwrap_or(0)
+            }
+        };
+        let geti = |a: &arrow_array::Int64Array, i: usize| -> i64 {
+            if a.is_null(i) { 0 } else { a.value(i) }
+        };
+        for i in 0..b.num_rows() {
+            let Ok(spec_i) = usize::try_from(spec.value(i)) else {
+                continue;
+            };
+            let d = dept.is_valid(i).then(|| dept.value(i));
+            let group = self.group(brand.value(i), platform.value(i), stakeholder.value(i), d);
+            let start_i = start.value(i);
+            let inbound_i = get(&inbound, i);
+            if inbound_i > 0 {
+                *self
+                    .brand_inbound
+                    .entry((spec_i, start_i, brand.value(i).to_string()))
+                    .or_default() += inbound_i;
+            }
+            let mut dropped = 0;
+            let Some(st) = self.state(spec_i, start_i, group) else {
+                continue;
+            };
+            let a = &mut st.acc;
+            a.inbound += inbound_i;
+            a.responses += get(&responses, i);
+            a.broadcasts += get(&broadcasts, i);
+            a.to_broadcast += get(&to_broadcast, i);
+            a.positive += get(&positive, i);
+            let neg_i = get(&negative, i);
+            a.negative += neg_i;
+            a.compound_e4 += geti(&compound_e4, i);
+            a.reach += geti(&reach, i);
+            let answered_i = get(&answered, i);
+            a.answered += answered_i;
+            a.effect_e4 += geti(&effect_e4, i);
+            a.effects += get(&effects, i);
+            a.stakeholders.add(stakeholder.value(i), inbound_i);
+            let frt_i = f64_values(&frt, i);
+            for v in &frt_i {
+                push_bounded(&mut a.frt, *v, max_values, &mut dropped);
+            }
+            for v in f64_values(&frt_b, i) {
+                push_bounded(&mut a.frt_business, v, max_values, &mut dropped);
+            }
+            for t in i64_values(&inbound_times, i) {
+                if a.unanswered_len < max_values {
+                    *a.unanswered.entry(t).or_default() += 1;
+                    a.unanswered_len += 1;
+                } else {
+                    dropped += 1;
+                }
+            }
+            for t in i64_values(&answered_times, i) {
+                if let Some(c) = a.unanswered.get_mut(&t) {
+                    *c -= 1;
+                    a.unanswered_len -= 1;
+                    if *c == 0 {
+                        a.unanswered.remove(&t);
+                    }
+                }
+            }
+            if let Some(d) = d {
+                let da = a.departments.entry(d.to_string()).or_default();
+                da.inbound += inbound_i;
+                da.negative += neg_i;
+                da.answered += answered_i;
+                for v in frt_i {
+                    push_bounded(&mut da.frt, v, max_values, &mut dropped);
+                }
+            }
+            self.stats.values_dropped += dropped;
+        }
+        Ok(())
+    }
+
+    fn merge_depth(&mut self, b: &RecordBatch) -> Result<(), AggregateError> {
+        let spec = i64_col(b, "spec")?;
+        let start = i64_col(b, "window_start")?;
+        let brand = str_col(b, "brand")?;
+        let platform = str_col(b, "platform")?;
+        let stakeholder = str_col(b, "stakeholder")?;
+        let dept = str_col(b, "department")?;
+        let root = b
+            .column_by_name("root")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or(AggregateError::Column("root"))?
+            .clone();
+        let turns = i64_col(b, "turns")?;
+        let max = self.cfg.conversations_per_window_max;
+        for i in 0..b.num_rows() {
+            let Ok(spec_i) = usize::try_from(spec.value(i)) else {
+                continue;
+            };
+            if root.is_null(i) {
+                continue;
+            }
+            let d = dept.is_valid(i).then(|| dept.value(i));
+            let group = self.group(brand.value(i), platform.value(i), stakeholder.value(i), d);
+            let turns_i = u32::try_from(turns.value(i)).unwrap_or(0);
+            let mut dropped = 0;
+            let Some(st) = self.state(spec_i, start.value(i), group) else {
+                continue;
+            };
+            let roots = &mut st.acc.roots;
+            let full = roots.len() >= max;
+            match roots.entry(root.value(i)) {
+                std::collections::hash_map::Entry::Occupied(mut t) => {
+                    let v = t.get_mut();
+                    *v = (*v).max(turns_i);
+                }
+                std::collections::hash_map::Entry::Vacant(v) if !full => {
+                    v.insert(turns_i);
+                }
+                std::collections::hash_map::Entry::Vacant(_) => dropped += 1,
+            }
+            self.stats.conversations_dropped += dropped;
+        }
+        Ok(())
+    }
+
+    fn enforce_bound(&mut self) {
+        while self.windows.len() > self.cfg.open_windows_max {
+            let Some((_, key)) = self.pending_final.first().cloned() else {
+                break;
+            };
+            let wm = self.watermark.unwrap_or(key.start);
+            let emitted_at = Utc::now();
+            if let Some(r) = self.finalise(&key, wm, emitted_at) {
+                self.forced.push(r);
+                self.stats.forced_final += 1;
+            }
+        }
+    }
+
+    /// Moves the watermark to `watermark` (µs; it never goes back) and returns the records to
+    /// publish: windows that closed, closed windows whose figures changed, and windows that
+    /// became final, in that order of kind and by window end within each.
+    pub fn advance(&mut self, watermark: i64, emitted_at: DateTime<Utc>) -> Vec<WindowRecord> {
+        let wm = self.watermark.map_or(watermark, |w| w.max(watermark));
+        self.watermark = Some(wm);
+        let mut out = std::mem::take(&mut self.forced);
+        // Closing.
+        while let Some((end, _)) = self.pending_close.first() {
+            if *end > wm {
+                break;
+            }
+            let Some((_, key)) = self.pending_close.pop_first() else {
+                break;
+            };
+            if let Some(st) = self.windows.get_mut(&key) {
+                st.closed = true;
+                st.changed = true;
+                self.changed.insert(key);
+            }
+        }
+        // Finals first: a window that closes and becomes final in one step is emitted once.
+        let mut finals = Vec::new();
+        while let Some((at, _)) = self.pending_final.first() {
+            if *at > wm {
+                break;
+            }
+            let Some((_, key)) = self.pending_final.first().cloned() else {
+                break;
+            };
+            if let Some(r) = self.finalise(&key, wm, emitted_at) {
+                finals.push(r);
+            }
+        }
+        // Closed windows with new figures (including those that just closed).
+        let changed: Vec<StateKey> = self
+            .changed
+            .iter()
+            .filter(|k| self.windows.get(*k).is_some_and(|s| s.closed))
+            .cloned()
+            .collect();
+        let mut updates = Vec::with_capacity(changed.len());
+        for key in changed {
+            self.changed.remove(&key);
+            if let Some(r) = self.emit(&key, wm, emitted_at, false) {
+                updates.push(r);
+            }
+        }
+        updates.sort_by_key(|r| (r.window_end, r.window_seconds));
+        out.extend(updates);
+        out.extend(finals);
+        self.prune_side_state(wm);
+        out
+    }
+
+    /// Early results: windows not closed yet whose figures changed since their last emission.
+    pub fn early(&mut self, emitted_at: DateTime<Utc>) -> Vec<WindowRecord> {
+        let wm = self.watermark.unwrap_or(i64::MIN);
+        let open: Vec<StateKey> = self
+            .changed
+            .iter()
+            .filter(|k| self.windows.get(*k).is_some_and(|s| !s.closed))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for key in open {
+            self.changed.remove(&key);
+            if let Some(r) = self.emit(&key, wm, emitted_at, false) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// End of a bounded run: moves the watermark past every window's end + horizon, so that
+    /// every window is emitted as final.
+    pub fn finish(&mut self, emitted_at: DateTime<Utc>) -> Vec<WindowRecord> {
+        let last = self.pending_final.last().map(|(at, _)| *at);
+        match (last, self.watermark) {
+            (Some(at), _) => self.advance(at, emitted_at),
+            (None, Some(w)) => self.advance(w, emitted_at),
+            (None, None) => std::mem::take(&mut self.forced),
+        }
+    }
+
+    fn finalise(
+        &mut self,
+        key: &StateKey,
+        wm: i64,
+        emitted_at: DateTime<Utc>,
+    ) -> Option<WindowRecord> {
+        let r = self.emit(key, wm, emitted_at, true);
+        let size = self
+            .cfg
+            .specs
+            .get(key.spec)
+            .map_or(0, WindowSpec::size_micros);
+        let end = key.start.saturating_add(size);
+        self.pending_close.remove(&(end, key.clone()));
+        self.pending_final
+            .remove(&(end.saturating_add(self.cfg.horizon_micros), key.clone()));
+        self.changed.remove(key);
+        if let Some(st) = self.windows.remove(key) {
+            let slot = self
+                .last_net
+                .entry((key.spec, key.group.clone()))
+                .or_insert((i64::MIN, None));
+            if key.start > slot.0 {
+                *slot = (key.start, st.acc.net_sentiment());
+            }
+        }
+        r
+    }
+
+    fn prune_side_state(&mut self, wm: i64) {
+        let h = self.cfg.horizon_micros;
+        let specs = &self.cfg.specs;
+        let alive = |spec: usize, start: i64| {
+            let size = specs.get(spec).map_or(0, WindowSpec::size_micros);
+            start.saturating_add(size).saturating_add(h) > wm
+        };
+        self.brand_inbound
+            .retain(|(spec, start, _), _| alive(*spec, *start));
+        // Keep the last finalised net sentiment while the next window can still use it.
+        self.last_net.retain(|(spec, _), (start, _)| {
+            let slide = specs.get(*spec).map_or(0, WindowSpec::slide_micros);
+            alive(*spec, start.saturating_add(slide))
+        });
+    }
+
+    fn emit(
+        &mut self,
+        key: &StateKey,
+        wm: i64,
+        emitted_at: DateTime<Utc>,
+        is_final: bool,
+    ) -> Option<WindowRecord> {
+        let spec = *self.cfg.specs.get(key.spec)?;
+        let prev_start = key.start - spec.slide_micros();
+        let prev_key = StateKey {
+            spec: key.spec,
+            start: prev_start,
+            group: key.group.clone(),
+        };
+        let prev_net = match self.windows.get(&prev_key) {
+            Some(p) => p.acc.net_sentiment(),
+            None => self
+                .last_net
+                .get(&(key.spec, key.group.clone()))
+                .filter(|(s, _)| *s == prev_start)
+                .and_then(|(_, n)| *n),
+        };
+        let sov = self.share_of_voice(key);
+        let h = self.cfg.horizon_micros;
+        let st = self.windows.get_mut(key)?;
+        st.revision += 1;
+        st.changed = false;
+        let closed = st.closed || is_final;
+        let a = &st.acc;
+        let mut backlog = Backlog::default();
+        for (t, n) in &a.unanswered {
+            let n = u64::from(*n);
+            match BacklogBucket::of(wm.saturating_sub(*t).max(0), h) {
+                BacklogBucket::Under1h => backlog.under_1h += n,
+                BacklogBucket::From1hTo4h => backlog.from_1h_to_4h += n,
+                BacklogBucket::From4hTo24h => backlog.from_4h_to_24h += n,
+                BacklogBucket::Over24h => backlog.over_24h += n,
+                BacklogBucket::Expired => backlog.expired_unanswered += n,
+            }
+        }
+        let net = a.net_sentiment();
+        let neutral = a.inbound.saturating_sub(a.positive + a.negative);
+        let record = WindowRecord {
+            brand: key.group.brand.clone(),
+            platform: key.group.platform.clone(),
+            stakeholder: key.group.stakeholder.clone(),
+            department: key.group.department.clone(),
+            window_start: micros_to_time(key.start),
+            window_end: micros_to_time(key.start.saturating_add(spec.size_micros())),
+            window_seconds: spec.size_micros() / 1_000_000,
+            slide_seconds: spec.slide_micros() / 1_000_000,
+            revision: st.revision,
+            closed,
+            is_final,
+            horizon_seconds: h / 1_000_000,
+            inbound: a.inbound,
+            responses: a.responses,
+            broadcasts: a.broadcasts,
+            answered: a.answered,
+            response_rate: ratio(a.answered, a.inbound),
+            first_response_seconds: distribution(&a.frt),
+            first_response_business_seconds: distribution(&a.frt_business),
+            quantile_method: QuantileMethod::ExactLinear,
+            backlog,
+            conversation_rate: ratio(a.to_broadcast, a.broadcasts),
+            reply_share: ratio(a.responses, a.responses + a.broadcasts),
+            thread_depth: mean_u32(a.roots.values()),
+            #[allow(clippy::cast_precision_loss)] // fixed-point sums far below 2^52
+            mean_compound: (a.inbound > 0)
+                .then(|| a.compound_e4 as f64 / 10_000.0 / a.inbound as f64),
+            net_sentiment: net,
+            net_sentiment_all: (a.inbound > 0).then(|| {
+                ratio_signed(a.positive, a.negative, a.positive + a.negative + neutral)
+            }),
+            sentiment_shift: match (net, prev_net) {
+                (Some(n), Some(p)) => Some(n - p),
+                _ => None,
+            },
+            #[allow(clippy::cast_precision_loss)]
+            response_effect: (a.effects > 0)
+                .then(|| a.effect_e4 as f64 / 10_000.0 / a.effects as f64),
+            response_effect_count: a.effects,
+            share_of_voice: sov,
+            stakeholders: a.stakeholders,
+            departments: a
+                .departments
+                .iter()
+                .map(|(name, d)| DepartmentFigures {
+                    department: name.clone(),
+                    inbound: d.inbound,
+                    negative_inbound: d.negative,
+                    answered: d.answered,
+                    response_rate: ratio(d.answered, d.inbound),
+                    first_response_seconds: distribution(&d.frt),
+                })
+                .collect(),
+            broadcast_reach: a.reach,
+            emitted_at,
+            watermark: micros_to_time(wm),
+        };
+        self.stats.records_emitted += 1;
+        if is_final {
+            self.stats.records_final += 1;
+        }
+        Some(record)
+    }
+
+    fn share_of_voice(&self, key: &StateKey) -> Option<f64> {
+        let brand = &key.group.brand;
+        let competitors = self.cfg.competitors.get(brand).filter(|c| !c.is_empty())?;
+        let get = |b: &str| {
+            self.brand_inbound
+                .get(&(key.spec, key.start, b.to_string()))
+                .copied()
+                .unwrap_or(0)
+        };
+        let own = get(brand);
+        let total = own
+            + competitors
+                .iter()
+                .filter(|c| *c != brand)
+                .map(|c| get(c))
+                .sum::<u64>();
+        ratio(own, total)
+    }
+}
+
+fn push_bounded(v: &mut Vec<f64>, x: f64, max: usize, dropped: &mut u64) {
+    if v.len() < max {
+        v.push(x);
+    } else {
+        *dropped += 1;
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn ratio(num: u64, den: u64) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn ratio_signed(p: u64, n: u64, den: u64) -> f64 {
+    (p as f64 - n as f64) / den as f64
+}
+
+fn mean_u32<'a>(values: impl Iterator<Item = &'a u32>) -> Option<f64> {
+    let (mut sum, mut n) = (0u64, 0u64);
+    for v in values {
+        sum += u64::from(*v);
+        n += 1;
+    }
+    ratio(sum, n)
+}
+
+fn distribution(values: &[f64]) -> Distribution {
+    let s = summarize(values);
+    Distribution {
+        count: s.count,
+        median: s.median,
+        p90: s.p90,
+        mean: s.mean,
+    }
+}
+
+fn micros_to_time(t: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(t).unwrap_or_default()
+}
+
+fn i64_col(b: &RecordBatch, name: &'static str) -> Result<arrow_array::Int64Array, AggregateError> {
+    let c = b.column_by_name(name).ok_or(AggregateError::Column(name))?;
+    if c.data_type() == &DataType::Int64 {
+        return Ok(c.as_primitive::<Int64Type>().clone());
+    }
+    let cast = datafusion::arrow::compute::cast(c, &DataType::Int64)
+        .map_err(|_| AggregateError::Column(name))?;
+    Ok(cast.as_primitive::<Int64Type>().clone())
+}
+
+fn str_col(b: &RecordBatch, name: &'static str) -> Result<StringArray, AggregateError> {
+    let c = b.column_by_name(name).ok_or(AggregateError::Column(name))?;
+    if c.data_type() == &DataType::Utf8 {
+        return Ok(c.as_string::<i32>().clone());
+    }
+    let cast = datafusion::arrow::compute::cast(c, &DataType::Utf8)
+        .map_err(|_| AggregateError::Column(name))?;
+    Ok(cast.as_string::<i32>().clone())
+}
+
+fn list_col(b: &RecordBatch, name: &'static str) -> Result<arrow_array::ListArray, AggregateError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_list_opt::<i32>())
+        .cloned()
+        .ok_or(AggregateError::Column(name))
+}
+
+fn f64_values(l: &arrow_array::ListArray, i: usize) -> Vec<f64> {
+    if l.is_null(i) {
+        return Vec::new();
+    }
+    let v = l.value(i);
+    match v.as_primitive_opt::<Float64Type>() {
+        Some(a) => a.iter().flatten().collect(),
+        None => Vec::new(),
+    }
+}
+
+fn i64_values(l: &arrow_array::ListArray, i: usize) -> Vec<i64> {
+    if l.is_null(i) {
+        return Vec::new();
+    }
+    let v = l.value(i);
+    match v.as_primitive_opt::<Int64Type>() {
+        Some(a) => a.iter().flatten().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The two queries run over each micro-batch: partial aggregates per window and keys, and
+/// the most turns per conversation per window (thread depth).
+fn queries(specs: &[WindowSpec]) -> (String, String) {
+    use model::facts::col;
+    let mut windowed = String::new();
+    for (i, s) in specs.iter().enumerate() {
+        if i > 0 {
+            windowed.push_str(" UNION ALL ");
+        }
+        let (size, slide) = (s.size_micros(), s.slide_micros());
+        let hops = (0..size / slide)
+            .map(|k| format!("({k})"))
+            .collect::<Vec<_>>()
+            .join(",");
+        // Window assignment: every window start that is a multiple of the slide and within one
+        // window length before t. Event times are after 2006, so integer division is floor.
+        let _ = write!(
+            windowed,
+            "SELECT {i} AS spec, ({t} / {slide}) * {slide} - h.k * {slide} AS window_start, \
+             {fact}, {brand}, {platform}, {stakeholder}, {dept}, {t}, {role}, {compound}, \
+             {to_b}, {followers}, {root}, {turns}, {frt}, {frtb}, {delta} \
+             FROM {FACTS} CROSS JOIN (SELECT column1 AS k FROM (VALUES {hops})) AS h",
+            t = col::T,
+            fact = col::FACT,
+            brand = col::BRAND,
+            platform = col::PLATFORM,
+            stakeholder = col::STAKEHOLDER,
+            dept = col::DEPARTMENT,
+            role = col::ROLE,
+            compound = col::COMPOUND,
+            to_b = col::TO_BROADCAST,
+            followers = col::FOLLOWERS,
+            root = col::ROOT,
+            turns = col::TURNS,
+            frt = col::FRT_SECONDS,
+            frtb = col::FRT_BUSINESS_SECONDS,
+            delta = col::DELTA,
+        );
+    }
+    let keys = "spec, window_start, brand, platform, stakeholder, department";
+    let ev = "fact = 'event'";
+    let inb = "fact = 'event' AND role = 'inbound'";
+    let outb = "fact = 'event' AND (role = 'broadcast' OR role = 'follow_up')";
+    let main = format!(
+        "WITH windowed AS ({windowed}) SELECT {keys}, \
+         count(*) FILTER (WHERE {inb}) AS inbound, \
+         count(*) FILTER (WHERE {ev} AND role = 'response') AS responses, \
+         count(*) FILTER (WHERE {outb}) AS broadcasts, \
+         count(*) FILTER (WHERE {ev} AND to_broadcast) AS to_broadcast, \
+         count(*) FILTER (WHERE {inb} AND compound >= 0.05) AS positive, \
+         count(*) FILTER (WHERE {inb} AND compound <= -0.05) AS negative, \
+         sum(CAST(round(compound * 10000) AS BIGINT)) FILTER (WHERE {inb}) AS compound_e4, \
+         sum(followers) FILTER (WHERE {outb}) AS reach, \
+         count(*) FILTER (WHERE fact = 'answer') AS answered, \
+         array_agg(frt_seconds) FILTER (WHERE fact = 'answer') AS frt, \
+         array_agg(frt_business_seconds) FILTER (WHERE fact = 'answer') AS frt_business, \
+         array_agg(t) FILTER (WHERE {inb}) AS inbound_times, \
+         array_agg(t) FILTER (WHERE fact = 'answer') AS answered_times, \
+         sum(CAST(round(delta * 10000) AS BIGINT)) FILTER (WHERE fact = 'effect') AS effect_e4, \
+         count(*) FILTER (WHERE fact = 'effect') AS effects \
+         FROM windowed GROUP BY {keys}"
+    );
+    let depth = format!(
+        "WITH windowed AS ({windowed}) SELECT {keys}, root, max(turns) AS turns \
+         FROM windowed WHERE {ev} GROUP BY {keys}, root"
+    );
+    (main, depth)
+}

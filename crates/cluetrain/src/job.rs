@@ -1,0 +1,136 @@
+//! The job: enrichment and the window engine, one micro-batch at a time, without Kafka.
+//!
+//! [`crate::pipeline`] feeds it batches from the consumer and publishes what it returns; the
+//! golden tests feed it batches from files. Both therefore run exactly the same code.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aggregate::{EngineConfig, GroupBy, WindowEngine, WindowSpec};
+use anyhow::Context;
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Utc};
+use model::WindowRecord;
+use model::config::Config;
+
+use crate::enrichment::{Enriched, Enrichment, SetupError};
+
+/// What one batch produced.
+pub struct Step {
+    /// Enrichment's output (late rows, forwards, linkage facts, watermark).
+    pub enriched: Enriched,
+    /// Window records to publish, in order.
+    pub records: Vec<WindowRecord>,
+}
+
+/// Enrichment plus window aggregation.
+pub struct Job {
+    /// Sentiment, lateness, linkage and routing.
+    pub enrichment: Enrichment,
+    /// DataFusion window aggregation.
+    pub engine: WindowEngine,
+    early_interval: Duration,
+    last_early: Option<Instant>,
+    horizon_micros: i64,
+    size_max_micros: i64,
+}
+
+/// The engine settings of a configuration (already validated).
+pub fn engine_config(config: &Config) -> Result<EngineConfig, SetupError> {
+    let mut specs = Vec::new();
+    for (i, s) in config.windows.specs.iter().enumerate() {
+        let spec =
+            WindowSpec::hopping(s.size, s.slide.unwrap_or(s.size)).map_err(|e| SetupError {
+                key: format!("windows.specs[{i}]"),
+                message: e.to_string(),
+            })?;
+        specs.push(spec);
+    }
+    let competitors: HashMap<String, Vec<String>> = config
+        .brands
+        .iter()
+        .filter(|b| !b.competitors.is_empty())
+        .map(|b| (b.name.clone(), b.competitors.clone()))
+        .collect();
+    Ok(EngineConfig {
+        specs,
+        group_by: GroupBy::of(&config.windows.group_by),
+        horizon_micros: i64::try_from(config.linkage.response_horizon.as_micros())
+            .unwrap_or(i64::MAX),
+        open_windows_max: config.windows.open_windows_max,
+        values_per_window_max: config.windows.response_times_per_window_max,
+        conversations_per_window_max: config.windows.conversations_per_window_max,
+        competitors,
+    })
+}
+
+impl Job {
+    /// A job as configured; errors name the configuration key.
+    pub fn new(config: &Config) -> Result<Self, SetupError> {
+        let cfg = engine_config(config)?;
+        let size_max_micros = cfg
+            .specs
+            .iter()
+            .map(WindowSpec::size_micros)
+            .max()
+            .unwrap_or(0);
+        let horizon_micros = cfg.horizon_micros;
+        Ok(Job {
+            enrichment: Enrichment::new(config)?,
+            engine: WindowEngine::new(cfg),
+            early_interval: config.windows.early_results_interval,
+            last_early: None,
+            horizon_micros,
+            size_max_micros,
+        })
+    }
+
+    /// Processes one batch of decoded events observed at wall time `now` (`wall` stamps the
+    /// records' `emitted_at`).
+    pub async fn process(
+        &mut self,
+        events: &RecordBatch,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> anyhow::Result<Step> {
+        let enriched = self.enrichment.process(events, now).context("enrichment")?;
+        self.engine
+            .ingest(&enriched.facts)
+            .await
+            .context("window aggregation")?;
+        let mut records = match enriched.watermark {
+            Some(w) => self.engine.advance(w, wall),
+            None => Vec::new(),
+        };
+        if !self.early_interval.is_zero() {
+            let due = self
+                .last_early
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.early_interval);
+            if due {
+                self.last_early = Some(now);
+                records.extend(self.engine.early(wall));
+            }
+        }
+        Ok(Step { enriched, records })
+    }
+
+    /// End of a bounded run: moves event time past every window's end plus the horizon, so
+    /// held replies are released and every window is emitted as final.
+    pub async fn finish(&mut self, wall: DateTime<Utc>) -> anyhow::Result<Vec<WindowRecord>> {
+        let Some(w) = self.enrichment.watermark() else {
+            return Ok(self.engine.finish(wall));
+        };
+        // Far enough that linkage releases every held reply (their time + horizon), and not
+        // further than needed, so the records' watermark stays meaningful.
+        let t = w
+            .saturating_add(self.horizon_micros)
+            .saturating_add(self.size_max_micros)
+            .saturating_add(1);
+        let (_, facts) = self.enrichment.force_watermark(t).context("enrichment")?;
+        self.engine
+            .ingest(&facts)
+            .await
+            .context("window aggregation")?;
+        Ok(self.engine.finish(wall))
+    }
+}
