@@ -43,7 +43,8 @@ fn kafka_env(c: &mut Command, input: &str, dead: &str, group: &str) {
         .env("CLUETRAIN_KAFKA__DEAD_LETTER_TOPIC", dead)
         .env("CLUETRAIN_KAFKA__GROUP_ID", group)
         .env("CLUETRAIN_INGEST__BATCH_WAIT_MAX", "100ms")
-        .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d");
+        .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d")
+        .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "");
 }
 
 #[test]

@@ -31,6 +31,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     cluster
         .create_topic(&config.kafka.dead_letter_topic, 1, 1)
         .context("creating the dead-letter topic")?;
+    for topic in [
+        &config.outputs.windows_topic,
+        &config.outputs.late_events_topic,
+    ] {
+        cluster
+            .create_topic(topic, 1, 1)
+            .with_context(|| format!("creating the output topic {topic}"))?;
+    }
+    // The demo keeps nothing on disk: window records go to the embedded broker only.
+    config.outputs.parquet_location = String::new();
     config.kafka.bootstrap_servers = cluster.bootstrap_servers();
     config.kafka.group_id = "cluetrain-demo".into();
     // The demo fast-forwards event time; allow it to run ahead of the wall clock.

@@ -5,7 +5,13 @@
 //! Linkage state is kept per input partition (the input is keyed by brand, so a brand's
 //! conversations share a partition) and dropped when the watermark passes the response horizon.
 //!
-//! **Late events.** An event older than the watermark (as it stood before its batch) minus
+//! **Event-time order.** Events wait in a reorder buffer until the watermark passes their
+//! time, and are then linked in event-time order (ties by event id). Linkage outcomes (which
+//! response was first, turns, the author's next message) therefore do not depend on the order
+//! in which Kafka delivered events within the out-of-orderness bound. The buffer is bounded
+//! (`linkage.reorder_events_max`); beyond it the oldest event is released early and counted.
+//!
+//! **Late events.** An event older than the watermark (as it stood when the event arrived) minus
 //! `windows.allowed_lateness` could change windows that are already final. It is taken out
 //! before linkage, returned in [`Enriched::late`] for the late-events topic and counted: never
 //! silently dropped, never half-counted (it does not answer anything either).
@@ -55,11 +61,8 @@ pub struct Forward {
     pub topic: String,
     /// The department.
     pub department: String,
-    /// Row of the message in [`Enriched::batch`], when it arrived in this batch; `None` for a
-    /// reply that waited for its parent (its JSON was kept in [`Forward::json`]).
-    pub row: Option<usize>,
-    /// The message as JSON, when it arrived in an earlier batch.
-    pub json: Option<serde_json::Value>,
+    /// The message as JSON (captured when it arrived).
+    pub json: serde_json::Value,
     /// Its compound score.
     pub compound: f64,
     /// Its brand (the message key).
@@ -91,6 +94,23 @@ pub struct EnrichStats {
     pub answers_after_horizon: u64,
     /// Negative inbound messages forwarded to department topics.
     pub forwarded: u64,
+    /// Events released from the reorder buffer before the watermark passed them (bound hit).
+    pub reorder_forced: u64,
+}
+
+/// An event waiting in the reorder buffer.
+#[derive(Debug, Clone)]
+struct Buffered {
+    partition: i32,
+    event_id: String,
+    brand: String,
+    kind: EventKind,
+    author_id: String,
+    author_handle: Option<String>,
+    author_is_org: bool,
+    in_reply_to: Option<String>,
+    compound: f64,
+    tag: u64,
 }
 
 /// Packed per-event context carried through linkage (see [`LinkInput::tag`]).
@@ -134,10 +154,14 @@ pub struct Enrichment {
     calendars: HashMap<String, BusinessCalendar>,
     always_open: BusinessCalendar,
     platforms: Vec<String>,
-    /// Negative messages routed to a forwarding department whose role is not known yet
-    /// (replies waiting for their parent): id → (time, JSON).
+    /// Negative messages routed to a forwarding department whose role is not known yet:
+    /// id → (time, JSON). Bounded like linkage state, and dropped past the horizon.
     pending_forward: HashMap<String, (i64, serde_json::Value)>,
     pending_forward_max: usize,
+    /// Events waiting for the watermark, by (time, id, arrival sequence).
+    reorder: std::collections::BTreeMap<(i64, String, u64), Buffered>,
+    reorder_max: usize,
+    arrivals: u64,
     stats: EnrichStats,
 }
 
@@ -246,6 +270,9 @@ impl Enrichment {
             platforms: Vec::new(),
             pending_forward: HashMap::new(),
             pending_forward_max: config.linkage.entries_max,
+            reorder: std::collections::BTreeMap::new(),
+            reorder_max: config.linkage.reorder_events_max,
+            arrivals: 0,
             stats: EnrichStats::default(),
         })
     }
@@ -279,17 +306,64 @@ impl Enrichment {
 
     /// Moves the watermark to at least `t` (end of a bounded run) and lets linkage release
     /// what it held; returns the facts that produced.
-    pub fn force_watermark(&mut self, t: i64) -> Result<(Vec<Linked>, RecordBatch), EnrichError> {
+    pub fn force_watermark(
+        &mut self,
+        t: i64,
+    ) -> Result<(Vec<Linked>, RecordBatch, Vec<Forward>), EnrichError> {
         let w = self.watermarks.force(t);
         let mut linked = Vec::new();
+        self.release(w, &mut linked);
         for l in self.linkers.values_mut() {
             l.advance(w, &mut linked);
         }
         let mut facts = FactBatchBuilder::with_capacity(linked.len());
         let mut forwards = Vec::new();
-        self.facts(&linked, &HashMap::new(), &mut facts, &mut forwards);
+        self.facts(&linked, &mut facts, &mut forwards);
         let facts = facts.finish().map_err(model_error)?;
-        Ok((linked, facts))
+        Ok((linked, facts, forwards))
+    }
+
+    /// Links buffered events with time ≤ `watermark`, in event-time order, and any beyond the
+    /// buffer bound.
+    fn release(&mut self, watermark: i64, out: &mut Vec<Linked>) {
+        loop {
+            let due = match self.reorder.first_key_value() {
+                Some(((t, _, _), _)) => *t <= watermark,
+                None => false,
+            };
+            let over = self.reorder.len() > self.reorder_max;
+            if !due && !over {
+                break;
+            }
+            let Some(((t, _, _), e)) = self.reorder.pop_first() else {
+                break;
+            };
+            if !due {
+                self.stats.reorder_forced += 1;
+            }
+            let input = LinkInput {
+                event_id: &e.event_id,
+                brand: &e.brand,
+                kind: e.kind,
+                author_id: &e.author_id,
+                author_handle: e.author_handle.as_deref(),
+                author_is_org: e.author_is_org,
+                in_reply_to: e.in_reply_to.as_deref(),
+                created_at: t,
+                compound: e.compound,
+                tag: e.tag,
+            };
+            let cfg = &self.link_cfg;
+            self.linkers
+                .entry(e.partition)
+                .or_insert_with(|| Linker::new(cfg.clone()))
+                .observe(&input, out);
+        }
+    }
+
+    /// Events waiting in the reorder buffer.
+    pub fn buffered(&self) -> usize {
+        self.reorder.len()
     }
 
     fn platform_index(&mut self, p: &str) -> u16 {
@@ -355,8 +429,6 @@ impl Enrichment {
             .as_primitive_opt::<Float64Type>()
             .cloned()
             .ok_or(typed(sentiment::col::COMPOUND))?;
-        // Rows of this batch by event id, for forwarding with the message itself.
-        let mut rows_by_id: HashMap<String, usize> = HashMap::new();
         for i in 0..batch.num_rows() {
             let Some(kind) = EventKind::parse(kinds.value(i)) else {
                 continue;
@@ -398,29 +470,39 @@ impl Enrichment {
                     0
                 },
             };
-            if compound <= NEGATIVE_COMPOUND && forward {
-                rows_by_id.insert(ids.value(i).to_string(), i);
+            let event_id = ids.value(i);
+            if compound <= NEGATIVE_COMPOUND
+                && forward
+                && self.pending_forward.len() < self.pending_forward_max
+                && !self.pending_forward.contains_key(event_id)
+            {
+                let json = crate::outputs::event_json(&batch, i);
+                self.pending_forward
+                    .insert(event_id.to_string(), (created_at, json));
             }
-            let input = LinkInput {
-                event_id: ids.value(i),
-                brand: brands.value(i),
-                kind,
-                author_id: authors.value(i),
-                author_handle: handles.is_valid(i).then(|| handles.value(i)),
-                author_is_org: orgs.value(i),
-                in_reply_to: parents.is_valid(i).then(|| parents.value(i)),
-                created_at,
-                compound,
-                tag: tag.pack(),
-            };
             self.watermarks.observe(partition, created_at, now);
-            let cfg = &self.link_cfg;
-            self.linkers
-                .entry(partition)
-                .or_insert_with(|| Linker::new(cfg.clone()))
-                .observe(&input, &mut linked);
+            // Per event, so that whether an event is late does not depend on how events were
+            // cut into batches (only on the order they arrived in).
+            self.watermarks.advance(now);
+            self.arrivals += 1;
+            self.reorder.insert(
+                (created_at, event_id.to_string(), self.arrivals),
+                Buffered {
+                    partition,
+                    event_id: event_id.to_string(),
+                    brand: brands.value(i).to_string(),
+                    kind,
+                    author_id: authors.value(i).to_string(),
+                    author_handle: handles.is_valid(i).then(|| handles.value(i).to_string()),
+                    author_is_org: orgs.value(i),
+                    in_reply_to: parents.is_valid(i).then(|| parents.value(i).to_string()),
+                    compound,
+                    tag: tag.pack(),
+                },
+            );
         }
         let watermark = self.watermarks.advance(now);
+        self.release(watermark.unwrap_or(i64::MIN), &mut linked);
         if let Some(w) = watermark {
             for l in self.linkers.values_mut() {
                 l.advance(w, &mut linked);
@@ -428,20 +510,7 @@ impl Enrichment {
         }
         let mut facts = FactBatchBuilder::with_capacity(linked.len() + 16);
         let mut forwards = Vec::new();
-        self.facts(&linked, &rows_by_id, &mut facts, &mut forwards);
-        // Candidates whose role is not known yet wait (bounded) with their JSON.
-        for (id, row) in rows_by_id {
-            if forwards.iter().any(|f| f.row == Some(row)) {
-                continue;
-            }
-            let linked_here = linked
-                .iter()
-                .any(|l| matches!(l, Linked::Event { event_id, .. } if *event_id == id));
-            if !linked_here && self.pending_forward.len() < self.pending_forward_max {
-                let json = crate::outputs::event_json(&batch, row);
-                self.pending_forward.insert(id, (times.value(row), json));
-            }
-        }
+        self.facts(&linked, &mut facts, &mut forwards);
         if let Some(w) = watermark {
             let cutoff = w.saturating_sub(self.horizon_micros);
             self.pending_forward.retain(|_, (t, _)| *t >= cutoff);
@@ -460,7 +529,6 @@ impl Enrichment {
     fn facts(
         &mut self,
         linked: &[Linked],
-        rows_by_id: &HashMap<String, usize>,
         out: &mut FactBatchBuilder,
         forwards: &mut Vec<Forward>,
     ) {
@@ -512,24 +580,16 @@ impl Enrichment {
                         && *compound <= NEGATIVE_COMPOUND
                         && let Some(d) = department
                         && let Some(topic) = self.forward_topics.get(d)
+                        && let Some((_, json)) = pending
                     {
-                        let row = rows_by_id.get(event_id).copied();
-                        let json = if row.is_none() {
-                            pending.map(|(_, j)| j)
-                        } else {
-                            None
-                        };
-                        if row.is_some() || json.is_some() {
-                            self.stats.forwarded += 1;
-                            forwards.push(Forward {
-                                topic: topic.clone(),
-                                department: d.to_string(),
-                                row,
-                                json,
-                                compound: *compound,
-                                brand: brand.clone(),
-                            });
-                        }
+                        self.stats.forwarded += 1;
+                        forwards.push(Forward {
+                            topic: topic.clone(),
+                            department: d.to_string(),
+                            json,
+                            compound: *compound,
+                            brand: brand.clone(),
+                        });
                     }
                 }
                 Linked::FirstResponse {

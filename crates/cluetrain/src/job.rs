@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use model::WindowRecord;
 use model::config::Config;
 
-use crate::enrichment::{Enriched, Enrichment, SetupError};
+use crate::enrichment::{Enriched, Enrichment, Forward, SetupError};
 
 /// What one batch produced.
 pub struct Step {
@@ -116,9 +116,12 @@ impl Job {
 
     /// End of a bounded run: moves event time past every window's end plus the horizon, so
     /// held replies are released and every window is emitted as final.
-    pub async fn finish(&mut self, wall: DateTime<Utc>) -> anyhow::Result<Vec<WindowRecord>> {
+    pub async fn finish(
+        &mut self,
+        wall: DateTime<Utc>,
+    ) -> anyhow::Result<(Vec<WindowRecord>, Vec<Forward>)> {
         let Some(w) = self.enrichment.watermark() else {
-            return Ok(self.engine.finish(wall));
+            return Ok((self.engine.finish(wall), Vec::new()));
         };
         // Far enough that linkage releases every held reply (their time + horizon), and not
         // further than needed, so the records' watermark stays meaningful.
@@ -126,11 +129,11 @@ impl Job {
             .saturating_add(self.horizon_micros)
             .saturating_add(self.size_max_micros)
             .saturating_add(1);
-        let (_, facts) = self.enrichment.force_watermark(t).context("enrichment")?;
+        let (_, facts, forwards) = self.enrichment.force_watermark(t).context("enrichment")?;
         self.engine
             .ingest(&facts)
             .await
             .context("window aggregation")?;
-        Ok(self.engine.finish(wall))
+        Ok((self.engine.finish(wall), forwards))
     }
 }

@@ -20,6 +20,7 @@ use model::WindowRecord;
 use model::config::Config;
 use tracing::{error, info};
 
+use crate::enrichment::Forward;
 use crate::job::{Job, Step};
 use crate::outputs::kafka::{OutMessage, OutputProducer};
 use crate::outputs::parquet::ParquetSink;
@@ -107,12 +108,17 @@ fn messages(
             headers,
         });
     }
-    for f in &step.enriched.forwards {
-        let mut json = match (f.row, &f.json) {
-            (Some(row), _) => crate::outputs::event_json(batch, row),
-            (None, Some(j)) => j.clone(),
-            (None, None) => continue,
-        };
+    out.extend(forward_messages(&step.enriched.forwards)?);
+    if !config.outputs.windows_topic.is_empty() {
+        out.extend(record_messages(config, &step.records)?);
+    }
+    Ok(out)
+}
+
+fn forward_messages(forwards: &[Forward]) -> anyhow::Result<Vec<OutMessage>> {
+    let mut out = Vec::with_capacity(forwards.len());
+    for f in forwards {
+        let mut json = f.json.clone();
         if let Some(o) = json.as_object_mut() {
             o.insert("department".into(), serde_json::json!(f.department));
             o.insert("sentiment_compound".into(), serde_json::json!(f.compound));
@@ -123,9 +129,6 @@ fn messages(
             payload: serde_json::to_vec(&json)?,
             headers: vec![(FORWARD_DEPARTMENT_HEADER, f.department.clone())],
         });
-    }
-    if !config.outputs.windows_topic.is_empty() {
-        out.extend(record_messages(config, &step.records)?);
     }
     Ok(out)
 }
@@ -165,6 +168,35 @@ pub async fn run(
     let dead_letters =
         DeadLetterSink::new(&config.kafka).context("creating the dead-letter producer")?;
     let outputs = OutputProducer::new(&config.kafka)?;
+    let mut topics = vec![(
+        "outputs.late_events_topic",
+        config.outputs.late_events_topic.as_str(),
+    )];
+    if !config.outputs.windows_topic.is_empty() {
+        topics.push((
+            "outputs.windows_topic",
+            config.outputs.windows_topic.as_str(),
+        ));
+    }
+    for t in config.departments.forward_negative.values() {
+        topics.push(("departments.forward_negative", t.as_str()));
+    }
+    let check = {
+        let topics: Vec<(String, String)> = topics
+            .iter()
+            .map(|(k, t)| ((*k).to_string(), (*t).to_string()))
+            .collect();
+        let kafka = config.kafka.clone();
+        tokio::task::spawn_blocking(move || {
+            let p = OutputProducer::new(&kafka)?;
+            let refs: Vec<(&str, &str)> = topics
+                .iter()
+                .map(|(k, t)| (k.as_str(), t.as_str()))
+                .collect();
+            p.check_topics(&refs)
+        })
+    };
+    check.await.context("checking output topics")??;
     let mut parquet = if config.outputs.parquet_location.is_empty() {
         None
     } else {
@@ -347,12 +379,12 @@ async fn finish_bounded(
     job: &mut Job,
     outputs: &OutputProducer,
 ) -> anyhow::Result<Vec<WindowRecord>> {
-    let records = job.finish(chrono::Utc::now()).await?;
+    let (records, forwards) = job.finish(chrono::Utc::now()).await?;
+    let mut messages = forward_messages(&forwards)?;
     if !config.outputs.windows_topic.is_empty() {
-        outputs
-            .send_all(&record_messages(config, &records)?)
-            .await?;
+        messages.extend(record_messages(config, &records)?);
     }
+    outputs.send_all(&messages).await?;
     info!(
         records = records.len(),
         "bounded run: every window emitted as final"

@@ -183,6 +183,9 @@ pub struct LinkageConfig {
     /// A partition without events for this long no longer holds the watermark back.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Events waiting for the watermark to be linked in event-time order; beyond it the oldest
+    /// is linked early (cluetrain_linkage_reorder_forced_total).
+    pub reorder_events_max: usize,
 }
 
 impl Default for LinkageConfig {
@@ -193,6 +196,7 @@ impl Default for LinkageConfig {
             org_author_rule: OrgAuthorRule::ConfiguredElseIsOrg,
             out_of_orderness: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            reorder_events_max: 1_000_000,
         }
     }
 }
@@ -579,6 +583,12 @@ impl Config {
         if !(1_000..=100_000_000).contains(&l.entries_max) {
             bad(
                 "linkage.entries_max",
+                "must be between 1000 and 100000000 (default 1000000)".into(),
+            );
+        }
+        if !(1_000..=100_000_000).contains(&l.reorder_events_max) {
+            bad(
+                "linkage.reorder_events_max",
                 "must be between 1000 and 100000000 (default 1000000)".into(),
             );
         }

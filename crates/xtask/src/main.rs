@@ -25,7 +25,12 @@ const TANSU_VERSION: &str = "0.6.0";
 const TANSU_FEATURES: &str = "dynostore";
 
 /// Topics the default configuration uses: (name, partitions).
-const TOPICS: &[(&str, u32)] = &[("social-events", 4), ("cluetrain-dead-letters", 1)];
+const TOPICS: &[(&str, u32)] = &[
+    ("social-events", 4),
+    ("cluetrain-dead-letters", 1),
+    ("cluetrain-windows", 4),
+    ("cluetrain-late-events", 1),
+];
 
 /// Stage crates that must not depend on each other.
 const STAGES: &[&str] = &["ingest", "enrich", "aggregate"];

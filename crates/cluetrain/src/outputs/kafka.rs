@@ -54,6 +54,30 @@ impl OutputProducer {
         Ok(OutputProducer { producer })
     }
 
+    /// Fails with a message naming the setting when an output topic does not exist, instead
+    /// of failing every delivery a minute later (brokers such as Tansu do not auto-create).
+    pub fn check_topics(&self, topics: &[(&str, &str)]) -> anyhow::Result<()> {
+        use rdkafka::producer::Producer;
+        for (key, topic) in topics {
+            let md = self
+                .producer
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(15))
+                .with_context(|| format!("reading metadata of output topic {topic:?} ({key})"))?;
+            let missing = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == *topic)
+                .is_none_or(|t| t.error().is_some() || t.partitions().is_empty());
+            if missing {
+                anyhow::bail!(
+                    "output topic {topic:?} ({key}) does not exist on the cluster: create it, or point {key} at an existing topic"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Produces every message and returns when all are delivered (or the first failure).
     pub async fn send_all(&self, messages: &[OutMessage]) -> anyhow::Result<()> {
         let sends = messages.iter().map(|m| async move {

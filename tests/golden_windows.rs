@@ -1,0 +1,262 @@
+//! Golden window tests: each folder under `tests/data/windows/` holds a configuration
+//! (`config.toml`), input events (`input.jsonl`, one event per line, each line its own
+//! micro-batch) and the expected output (`expected.jsonl`: every window record in emission
+//! order, then the ids of late events).
+//!
+//! Input lines are schema events; two extra fields, which the decoder ignores like any unknown
+//! field, steer the run: `_partition` (default 0) and `_wall_seconds`, the wall-clock time at
+//! which the event is observed (for idle-partition cases; default: the previous line's).
+//!
+//! The run uses the same [`Job`] as the pipeline, then ends like `cluetrain run --until-end`
+//! (every window emitted as final). To accept a deliberate change of output, run with
+//! `CLUETRAIN_BLESS=1` and review the diff of the expected files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use cluetrain_tests::golden::{cases_dir, finals, run_case};
+use serde_json::Value;
+
+fn check(case: &str) {
+    let dir = cases_dir().join(case);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(run_case(&dir));
+    let expected_path = dir.join("expected.jsonl");
+    let rendered: String = got
+        .iter()
+        .map(|v| serde_json::to_string(v).unwrap() + "\n")
+        .collect();
+    if std::env::var_os("CLUETRAIN_BLESS").is_some() {
+        std::fs::write(&expected_path, &rendered).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+        panic!(
+            "{} missing: run with CLUETRAIN_BLESS=1 to create it, then check it by hand",
+            expected_path.display()
+        )
+    });
+    let exp: Vec<Value> = expected
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (i, (g, e)) in got.iter().zip(&exp).enumerate() {
+        assert_eq!(
+            g,
+            e,
+            "{case}: output line {} differs (got left, expected right)",
+            i + 1
+        );
+    }
+    assert_eq!(
+        got.len(),
+        exp.len(),
+        "{case}: {} output lines, {} expected",
+        got.len(),
+        exp.len()
+    );
+}
+
+/// Looks a record up in a case's output: the `nth` record of brand and window start.
+fn record<'a>(lines: &'a [Value], start: &str, pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|v| v["window_start"] == start && pred(v))
+        .collect()
+}
+
+#[test]
+fn basic_figures() {
+    check("basic");
+}
+
+#[test]
+fn out_of_order_input() {
+    check("out_of_order");
+}
+
+#[test]
+fn late_events_within_and_beyond_the_lateness() {
+    check("late_events");
+}
+
+#[test]
+fn replies_before_parents() {
+    check("reply_before_parent");
+}
+
+#[test]
+fn idle_partitions_do_not_hold_windows_open() {
+    check("idle_partition");
+}
+
+#[test]
+fn business_hours_across_a_dst_change() {
+    check("business_hours_dst");
+}
+
+#[test]
+fn duplicate_event_ids_count_once() {
+    check("duplicates");
+}
+
+#[test]
+fn an_answer_after_the_window_closed_is_revision_two() {
+    check("answer_after_close");
+}
+
+/// Out-of-order delivery within the bound gives the same final windows as sorted input.
+#[test]
+fn out_of_order_finals_equal_sorted_finals() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let shuffled = rt.block_on(run_case(&cases_dir().join("out_of_order")));
+    let sorted = rt.block_on(run_case(&cases_dir().join("basic")));
+    assert!(!finals(&sorted).is_empty());
+    assert_eq!(finals(&shuffled), finals(&sorted));
+    // And the answered window is visible with its first response, checked by hand in basic.
+    let w = record(&sorted, "2026-03-02T10:00:00Z", |v| v["final"] == true);
+    assert_eq!(w.len(), 1);
+}
+
+mod reordering {
+    //! Property: delivering events in any order within the out-of-orderness bound, cut into
+    //! micro-batches anywhere, leaves every final window record unchanged.
+    use std::time::{Duration, Instant};
+
+    use cluetrain::generate::{Generator, GeneratorOptions};
+    use cluetrain::job::Job;
+    use cluetrain_tests::golden::finals;
+    use ingest::{DecodeLimits, Decoder};
+    use model::EventBatchBuilder;
+    use model::config::{Config, WindowSpecConfig};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    const OOO_MICROS: i64 = 60_000_000;
+
+    /// (event time, partition, payload).
+    type Event = (i64, i32, Vec<u8>);
+
+    fn config() -> Config {
+        let mut c = Config::default();
+        c.linkage.response_horizon = Duration::from_secs(2 * 3600);
+        c.linkage.out_of_orderness = Duration::from_micros(OOO_MICROS as u64);
+        c.linkage.idle_timeout = Duration::from_secs(3600);
+        c.windows.allowed_lateness = Duration::from_secs(300);
+        c.windows.specs = vec![
+            WindowSpecConfig {
+                size: Duration::from_secs(600),
+                slide: None,
+            },
+            WindowSpecConfig {
+                size: Duration::from_secs(3600),
+                slide: Some(Duration::from_secs(900)),
+            },
+        ];
+        c.outputs.parquet_location = String::new();
+        c.ingest.event_time_future_max = Duration::from_secs(10 * 365 * 24 * 3600);
+        c
+    }
+
+    /// (time, partition, payload) of generated events, in event-time order.
+    fn events() -> (Vec<Event>, Vec<model::config::BrandConfig>) {
+        let opts = GeneratorOptions {
+            seed: 11,
+            start_micros: 1_772_438_400_000_000, // 2026-03-02T08:00:00Z
+            events_per_second: 0.5,
+            duplicate_rate: 0.03,
+            disorder_rate: 0.0,
+            ..Default::default()
+        };
+        let brands = Generator::new(opts.clone()).brand_configs();
+        let mut v: Vec<Event> = Generator::new(opts)
+            .take(500)
+            .filter_map(|m| {
+                let e = m.event?;
+                let t = e.created_at_micros().ok()?;
+                let p = i32::from(m.key.bytes().fold(0u8, |a, b| a.wrapping_add(b)) % 2);
+                Some((t, p, m.payload))
+            })
+            .collect();
+        v.sort_by_key(|e| e.0);
+        (v, brands)
+    }
+
+    fn run(
+        events: &[(i64, i32, Vec<u8>)],
+        cuts: &[usize],
+        brands: &[model::config::BrandConfig],
+    ) -> Vec<Value> {
+        let mut cfg = config();
+        cfg.brands = brands.to_vec();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut job = Job::new(&cfg).unwrap();
+            let decoder = Decoder::new(DecodeLimits::from_config(&cfg.ingest));
+            let wall: chrono::DateTime<chrono::Utc> = "2026-06-01T00:00:00Z".parse().unwrap();
+            let now = Instant::now();
+            let mut out = Vec::new();
+            let mut start = 0;
+            let mut bounds: Vec<usize> =
+                cuts.iter().copied().filter(|c| *c < events.len()).collect();
+            bounds.push(events.len());
+            bounds.sort_unstable();
+            for end in bounds {
+                if end <= start {
+                    continue;
+                }
+                let mut b = EventBatchBuilder::with_capacity(end - start);
+                for (i, (_, p, payload)) in events[start..end].iter().enumerate() {
+                    decoder
+                        .decode_into(Some(payload), i64::MAX / 2, &mut b, *p, (start + i) as i64)
+                        .unwrap();
+                }
+                let step = job.process(&b.finish().unwrap(), now, wall).await.unwrap();
+                assert!(
+                    step.enriched.late.is_empty(),
+                    "nothing is late within the bound"
+                );
+                out.extend(
+                    step.records
+                        .iter()
+                        .map(|r| serde_json::to_value(r).unwrap()),
+                );
+                start = end;
+            }
+            let (records, _) = job.finish(wall).await.unwrap();
+            out.extend(records.iter().map(|r| serde_json::to_value(r).unwrap()));
+            finals(&out)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+        #[test]
+        fn shuffling_within_the_bound_leaves_final_windows_unchanged(
+            delays in proptest::collection::vec(0..OOO_MICROS, 600),
+            cuts in proptest::collection::vec(0usize..600, 0..40),
+        ) {
+            let (sorted, brands) = events();
+            let reference = run(&sorted, &[], &brands);
+            prop_assert!(reference.len() > 10, "the corpus makes windows");
+            // Each event is delivered as if delayed by up to the out-of-orderness.
+            let mut shuffled: Vec<(i64, Event)> = sorted
+                .iter()
+                .cloned()
+                .zip(delays.iter().cycle())
+                .map(|(e, d)| (e.0 + d, e))
+                .collect();
+            shuffled.sort_by_key(|(k, _)| *k);
+            let shuffled: Vec<_> = shuffled.into_iter().map(|(_, e)| e).collect();
+            let got = run(&shuffled, &cuts, &brands);
+            prop_assert_eq!(got, reference);
+        }
+    }
+}
