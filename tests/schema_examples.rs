@@ -106,3 +106,46 @@ fn the_window_record_schema_is_valid_draft_2020_12() {
     let s: serde_json::Value = serde_json::from_str(&text).unwrap();
     jsonschema::meta::validate(&s).expect("valid JSON Schema");
 }
+
+/// Every window record of the golden cases (the serde form the pipeline publishes) follows
+/// the published schema, and a record missing a required field or with a wrong type does not.
+#[test]
+fn window_records_follow_their_schema() {
+    let text = std::fs::read_to_string(root().join("schemas/engagement-window.v1.json")).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&s)
+        .unwrap();
+    let dir = root().join("tests/data/windows");
+    let mut checked = 0;
+    for case in std::fs::read_dir(&dir).unwrap() {
+        let path = case.unwrap().path().join("expected.jsonl");
+        let Ok(lines) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for line in lines.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v.get("window_start").is_none() {
+                continue;
+            }
+            let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+            checked += 1;
+            let mut missing = v.clone();
+            missing.as_object_mut().unwrap().remove("closed");
+            assert!(
+                !validator.is_valid(&missing),
+                "a record without `closed` is refused"
+            );
+            let mut wrong = v.clone();
+            wrong["inbound"] = serde_json::json!("five");
+            assert!(
+                !validator.is_valid(&wrong),
+                "a non-integer count is refused"
+            );
+        }
+    }
+    assert!(checked >= 20, "golden records checked: {checked}");
+}

@@ -87,7 +87,8 @@ fn run_binary(case: &str, t: &Topics, parquet: &std::path::Path) -> Value {
         .env("CLUETRAIN_LOG__FILTER", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if case == "basic" {
+    let config = std::fs::read_to_string(case_dir(case).join("config.toml")).unwrap();
+    if config.contains("billing = ") {
         c.env(
             "CLUETRAIN_DEPARTMENTS__FORWARD_NEGATIVE__BILLING",
             &t.forward,

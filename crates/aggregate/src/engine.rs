@@ -190,6 +190,10 @@ pub struct WindowEngine {
     /// Records finalised early by the state bound, handed out at the next advance.
     forced: Vec<WindowRecord>,
     watermark: Option<i64>,
+    /// Windows becoming final at or before this time were finalised (early, by the state
+    /// bound): later facts for them are counted, not applied, so a final is never followed by
+    /// a second "revision 1".
+    final_floor: Option<i64>,
     stats: EngineStats,
 }
 
@@ -218,6 +222,7 @@ impl WindowEngine {
             brand_inbound: HashMap::new(),
             forced: Vec::new(),
             watermark: None,
+            final_floor: None,
             stats: EngineStats::default(),
         }
     }
@@ -281,7 +286,11 @@ impl WindowEngine {
         let size = self.cfg.specs.get(spec)?.size_micros();
         let end = start.saturating_add(size);
         let final_at = end.saturating_add(self.cfg.horizon_micros);
-        if self.watermark.is_some_and(|w| final_at <= w) {
+        let floor = match (self.watermark, self.final_floor) {
+            (Some(w), Some(f)) => Some(w.max(f)),
+            (w, f) => w.or(f),
+        };
+        if floor.is_some_and(|w| final_at <= w) {
             self.stats.updates_after_final += 1;
             return None;
         }
@@ -459,11 +468,12 @@ impl WindowEngine {
 
     fn enforce_bound(&mut self) {
         while self.windows.len() > self.cfg.open_windows_max {
-            let Some((_, key)) = self.pending_final.first().cloned() else {
+            let Some((final_at, key)) = self.pending_final.first().cloned() else {
                 break;
             };
             let wm = self.watermark.unwrap_or(key.start);
             let emitted_at = Utc::now();
+            self.final_floor = Some(self.final_floor.map_or(final_at, |f| f.max(final_at)));
             if let Some(r) = self.finalise(&key, wm, emitted_at) {
                 self.forced.push(r);
                 self.stats.forced_final += 1;
@@ -628,7 +638,9 @@ impl WindowEngine {
         let st = self.windows.get_mut(key)?;
         st.revision += 1;
         st.changed = false;
-        let closed = st.closed || is_final;
+        // Closed means the watermark had passed the window's end (a window finalised early by
+        // the state bound is final without being closed).
+        let closed = key.start.saturating_add(spec.size_micros()) <= wm;
         let a = &st.acc;
         let mut backlog = Backlog::default();
         for (t, n) in &a.unanswered {

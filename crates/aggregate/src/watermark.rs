@@ -6,6 +6,12 @@
 //! quiet partition cannot hold every window open. When every partition is idle, the watermark
 //! is the largest of theirs: time does not run backwards. The pipeline watermark never
 //! decreases, even when an idle partition wakes up behind it (its events are then late).
+//!
+//! Partitions assigned to this instance but without events yet ([`Watermarks::assign`]) hold
+//! the watermark back until their first event or until they are idle: otherwise the first
+//! partition the consumer happens to read would carry the watermark hours ahead and every
+//! other partition's history would be late. A partition known to have ended (bounded runs)
+//! holds nothing back.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,8 +28,10 @@ pub struct WatermarkConfig {
 
 #[derive(Debug, Clone, Copy)]
 struct PartitionMark {
-    max_event_time: i64,
+    /// `None`: assigned, no event yet.
+    max_event_time: Option<i64>,
     last_event_at: Instant,
+    ended: bool,
 }
 
 /// Tracks per-partition watermarks and the pipeline watermark.
@@ -47,11 +55,33 @@ impl Watermarks {
     /// Records an event of `partition` at `event_time` (µs), observed at wall time `now`.
     pub fn observe(&mut self, partition: i32, event_time: i64, now: Instant) {
         let m = self.partitions.entry(partition).or_insert(PartitionMark {
-            max_event_time: event_time,
+            max_event_time: Some(event_time),
             last_event_at: now,
+            ended: false,
         });
-        m.max_event_time = m.max_event_time.max(event_time);
+        m.max_event_time = Some(m.max_event_time.map_or(event_time, |t| t.max(event_time)));
         m.last_event_at = now;
+        m.ended = false;
+    }
+
+    /// The partitions assigned now: new ones hold the watermark until their first event (or
+    /// until idle), revoked ones are forgotten.
+    pub fn assign(&mut self, partitions: &[i32], now: Instant) {
+        self.partitions.retain(|p, _| partitions.contains(p));
+        for p in partitions {
+            self.partitions.entry(*p).or_insert(PartitionMark {
+                max_event_time: None,
+                last_event_at: now,
+                ended: false,
+            });
+        }
+    }
+
+    /// A partition reached the end of a bounded run: it holds nothing back any more.
+    pub fn end(&mut self, partition: i32) {
+        if let Some(m) = self.partitions.get_mut(&partition) {
+            m.ended = true;
+        }
     }
 
     /// Forgets a partition (revoked in a rebalance).
@@ -61,30 +91,30 @@ impl Watermarks {
 
     /// The watermark of one partition, if it has seen events.
     pub fn partition(&self, partition: i32) -> Option<i64> {
-        self.partitions.get(&partition).map(|m| {
-            m.max_event_time
-                .saturating_sub(self.cfg.out_of_orderness_micros)
-        })
+        self.partitions
+            .get(&partition)
+            .and_then(|m| m.max_event_time)
+            .map(|t| t.saturating_sub(self.cfg.out_of_orderness_micros))
     }
 
     /// Recomputes and returns the pipeline watermark at wall time `now` (None before any event).
     pub fn advance(&mut self, now: Instant) -> Option<i64> {
-        let marks = self.partitions.values().map(|m| {
-            let idle = now.saturating_duration_since(m.last_event_at) > self.cfg.idle_timeout;
-            (
-                m.max_event_time
-                    .saturating_sub(self.cfg.out_of_orderness_micros),
-                idle,
-            )
-        });
-        let (mut active_min, mut all_max) = (None::<i64>, None::<i64>);
-        for (w, idle) in marks {
+        let (mut active_min, mut all_max, mut blocked) = (None::<i64>, None::<i64>, false);
+        for m in self.partitions.values() {
+            let idle =
+                m.ended || now.saturating_duration_since(m.last_event_at) > self.cfg.idle_timeout;
+            let Some(t) = m.max_event_time else {
+                // Assigned, nothing seen yet: wait for it unless it is idle or ended.
+                blocked |= !idle;
+                continue;
+            };
+            let w = t.saturating_sub(self.cfg.out_of_orderness_micros);
             all_max = Some(all_max.map_or(w, |a| a.max(w)));
             if !idle {
                 active_min = Some(active_min.map_or(w, |a| a.min(w)));
             }
         }
-        if let Some(candidate) = active_min.or(all_max) {
+        if !blocked && let Some(candidate) = active_min.or(all_max) {
             self.current = Some(self.current.map_or(candidate, |c| c.max(candidate)));
         }
         self.current
@@ -161,6 +191,35 @@ mod tests {
         assert_eq!(w.advance(much_later), Some(195 * S));
         assert_eq!(w.force(1_000 * S), 1_000 * S);
         w.remove(0);
+        assert_eq!(w.partition(0), None);
+    }
+
+    #[test]
+    fn assigned_partitions_without_events_hold_the_watermark_until_idle_or_ended() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(cfg());
+        w.assign(&[0, 1, 2], t0);
+        w.observe(0, 100 * S, t0);
+        assert_eq!(
+            w.advance(t0),
+            None,
+            "partitions 1 and 2 have not spoken yet"
+        );
+        w.observe(1, 50 * S, t0);
+        w.end(2);
+        assert_eq!(w.advance(t0), Some(45 * S), "2 ended; min of 0 and 1");
+        let mut w = Watermarks::new(cfg());
+        w.assign(&[0, 1], t0);
+        w.observe(0, 100 * S, t0);
+        let later = t0 + Duration::from_secs(31);
+        w.observe(0, 110 * S, later);
+        assert_eq!(
+            w.advance(later),
+            Some(105 * S),
+            "1 stayed silent past the idle timeout"
+        );
+        // Revoked partitions are forgotten.
+        w.assign(&[1], later);
         assert_eq!(w.partition(0), None);
     }
 }

@@ -96,6 +96,9 @@ pub struct EnrichStats {
     pub forwarded: u64,
     /// Events released from the reorder buffer before the watermark passed them (bound hit).
     pub reorder_forced: u64,
+    /// Negative messages for a forwarding department not kept for forwarding because
+    /// `linkage.entries_max` messages already waited for their role.
+    pub forward_dropped: u64,
 }
 
 /// An event waiting in the reorder buffer.
@@ -361,6 +364,20 @@ impl Enrichment {
         }
     }
 
+    /// The partitions assigned to this instance (from the consumer) and those that reached the
+    /// end of a bounded run. Assigned partitions without events hold the watermark back (see
+    /// `aggregate::watermark`); revoked partitions' linkage state is dropped (their new owner
+    /// rebuilds it; checkpoints will hand it over).
+    pub fn assignment(&mut self, assigned: &[i32], ended: &[i32], now: Instant) {
+        if !assigned.is_empty() {
+            self.watermarks.assign(assigned, now);
+            self.linkers.retain(|p, _| assigned.contains(p));
+        }
+        for p in ended {
+            self.watermarks.end(*p);
+        }
+    }
+
     /// Events waiting in the reorder buffer.
     pub fn buffered(&self) -> usize {
         self.reorder.len()
@@ -473,12 +490,15 @@ impl Enrichment {
             let event_id = ids.value(i);
             if compound <= NEGATIVE_COMPOUND
                 && forward
-                && self.pending_forward.len() < self.pending_forward_max
                 && !self.pending_forward.contains_key(event_id)
             {
-                let json = crate::outputs::event_json(&batch, i);
-                self.pending_forward
-                    .insert(event_id.to_string(), (created_at, json));
+                if self.pending_forward.len() < self.pending_forward_max {
+                    let json = crate::outputs::event_json(&batch, i);
+                    self.pending_forward
+                        .insert(event_id.to_string(), (created_at, json));
+                } else {
+                    self.stats.forward_dropped += 1;
+                }
             }
             self.watermarks.observe(partition, created_at, now);
             // Per event, so that whether an event is late does not depend on how events were

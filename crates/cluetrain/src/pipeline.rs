@@ -232,9 +232,27 @@ pub async fn run(
     let mut deferred: Option<IngestBatch> = None;
     tokio::pin!(shutdown);
     let mut stopping = false;
+    // Parquet is flushed on its interval even when no batch arrives.
+    let mut tick = tokio::time::interval(config.outputs.parquet_flush_interval.clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    ));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let batch = tokio::select! {
             b = batches.recv() => b,
+            _ = tick.tick() => {
+                if let Some(p) = parquet.as_mut()
+                    && p.due()
+                    && let Err(e) = p.flush().await
+                {
+                    error!(error = %format!("{e:#}"), "stopping: Parquet output failed");
+                    handle.stop();
+                    failure = Some(e);
+                    break;
+                }
+                continue;
+            }
             () = &mut shutdown, if !stopping => {
                 info!("shutdown requested: flushing the current batch and committing");
                 handle.stop();
@@ -250,6 +268,8 @@ pub async fn run(
             handle.stop();
             break;
         }
+        job.enrichment
+            .assignment(&batch.assigned, &batch.ended, Instant::now());
         let watermark_before = job.enrichment.watermark();
         let step = match job
             .process(&batch.events, Instant::now(), chrono::Utc::now())
@@ -354,10 +374,22 @@ pub async fn run(
         final_records = report.final_records,
         windows_open = es.windows_open,
         forced_final = es.forced_final,
+        values_dropped = es.values_dropped,
+        conversations_dropped = es.conversations_dropped,
+        updates_after_final = es.updates_after_final,
         committed = ?report.source.committed,
         "pipeline stopped"
     );
     let (links, entries) = job.enrichment.link_stats();
+    let en = job.enrichment.stats();
+    info!(
+        late = en.late,
+        answers_after_horizon = en.answers_after_horizon,
+        forwarded = en.forwarded,
+        forward_dropped = en.forward_dropped,
+        reorder_forced = en.reorder_forced,
+        "enrichment"
+    );
     info!(
         linked = links.linked,
         duplicates = links.duplicates,

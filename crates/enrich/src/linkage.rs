@@ -340,7 +340,9 @@ impl Linker {
             match &parent {
                 None => (Role::Broadcast, None),
                 Some(p) if p.by_brand => (Role::FollowUp, None),
-                Some(p) if p.role == Role::Inbound => {
+                // Only the brand the message addressed answers it (another company replying
+                // in the thread is not that brand's response).
+                Some(p) if p.role == Role::Inbound && p.brand == e.brand => {
                     (Role::Response, e.in_reply_to.map(str::to_string))
                 }
                 Some(_) => (Role::Other, None),

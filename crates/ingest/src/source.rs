@@ -91,6 +91,10 @@ pub struct IngestBatch {
     pub messages: u64,
     /// Payload bytes read into this batch.
     pub bytes: u64,
+    /// Partitions assigned to this consumer when the batch was closed.
+    pub assigned: Vec<i32>,
+    /// Bounded runs: partitions that have reached their end (they hold no watermark back).
+    pub ended: Vec<i32>,
 }
 
 /// Acknowledges batches whose results are durable. Cheap to clone; sending never blocks.
@@ -326,6 +330,8 @@ struct Pending {
     messages: u64,
     bytes: u64,
     opened: Option<Instant>,
+    /// Bounded runs: the partitions that reached their end.
+    at_end: BTreeSet<i32>,
 }
 
 impl Pending {
@@ -344,9 +350,8 @@ impl Worker {
             messages: 0,
             bytes: 0,
             opened: None,
+            at_end: BTreeSet::new(),
         };
-        // Bounded runs: the partitions that reached their end.
-        let mut at_end = BTreeSet::new();
         let mut seq = 0u64;
         let poll_max = Duration::from_millis(100);
         let mut queue_open = true;
@@ -365,7 +370,7 @@ impl Worker {
                 None => {}
                 Some(Ok(msg)) => self.take(&msg, &mut pending, &mut log_limiter),
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    at_end.insert(p);
+                    pending.at_end.insert(p);
                     debug!(partition = p, "partition at end");
                 }
                 Some(Err(e)) => {
@@ -382,7 +387,7 @@ impl Worker {
             {
                 queue_open = self.emit(&mut pending, &mut seq, BatchTrigger::wait);
             }
-            if self.mode == RunMode::UntilEnd && self.all_at_end(&at_end) {
+            if self.mode == RunMode::UntilEnd && self.all_at_end(&pending.at_end) {
                 info!("bounded run: every partition reached its end");
                 break;
             }
@@ -535,6 +540,16 @@ impl Worker {
                 .collect(),
             messages: std::mem::take(&mut p.messages),
             bytes: std::mem::take(&mut p.bytes),
+            assigned: self
+                .consumer
+                .assignment()
+                .map(|tpl| partitions_of(&tpl))
+                .unwrap_or_default(),
+            ended: if self.mode == RunMode::UntilEnd {
+                p.at_end.iter().copied().collect()
+            } else {
+                Vec::new()
+            },
         };
         p.opened = None;
         *seq += 1;

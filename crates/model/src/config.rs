@@ -910,6 +910,8 @@ mod tests {
             keys,
             vec![
                 "linkage.response_horizon".to_string(),
+                // The default lateness (5m) now exceeds the 1s horizon: named as well.
+                "windows.allowed_lateness".to_string(),
                 "brands[1].name".to_string()
             ]
         );

@@ -325,7 +325,9 @@ pub mod arrow_form {
                 Field::new("window_start", ts(), false),
                 Field::new("window_end", ts(), false),
                 Field::new("window_seconds", DataType::Int64, false),
+                Field::new("slide_seconds", DataType::Int64, false),
                 Field::new("revision", DataType::Int64, false),
+                Field::new("closed", DataType::Boolean, false),
                 Field::new("final", DataType::Boolean, false),
                 Field::new("department", DataType::Utf8, false),
                 Field::new("inbound", DataType::Int64, false),
@@ -475,8 +477,8 @@ pub mod arrow_form {
     pub fn departments_batch(records: &[WindowRecord]) -> Result<RecordBatch, ModelError> {
         let mut text: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
         let (mut start, mut end) = (tsb(0), tsb(0));
-        let mut ints: Vec<Int64Builder> = (0..6).map(|_| Int64Builder::new()).collect();
-        let mut fin = BooleanBuilder::new();
+        let mut ints: Vec<Int64Builder> = (0..7).map(|_| Int64Builder::new()).collect();
+        let (mut closed, mut fin) = (BooleanBuilder::new(), BooleanBuilder::new());
         let mut floats: Vec<Float64Builder> = (0..4).map(|_| Float64Builder::new()).collect();
         for r in records {
             for d in &r.departments {
@@ -487,7 +489,9 @@ pub mod arrow_form {
                 start.append_value(r.window_start.timestamp_micros());
                 end.append_value(r.window_end.timestamp_micros());
                 ints[0].append_value(r.window_seconds);
+                ints[6].append_value(r.slide_seconds);
                 ints[1].append_value(i64::from(r.revision));
+                closed.append_value(r.closed);
                 fin.append_value(r.is_final);
                 ints[2].append_value(i(d.inbound));
                 ints[3].append_value(i(d.negative_inbound));
@@ -506,7 +510,9 @@ pub mod arrow_form {
             Arc::new(start.finish()),
             Arc::new(end.finish()),
             Arc::new(ints[0].finish()),
+            Arc::new(ints[6].finish()),
             Arc::new(ints[1].finish()),
+            Arc::new(closed.finish()),
             Arc::new(fin.finish()),
             Arc::new(text[3].finish()),
             Arc::new(ints[2].finish()),

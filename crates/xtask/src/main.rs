@@ -309,11 +309,14 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     check_layers()?;
     let tansu = ensure_tansu()?;
-    step("building the cluetrain binary used by the CLI tests");
+    // Every target at once, the binary the CLI tests run included: the same feature
+    // unification as the test run below, so dependencies (DataFusion above all) are built
+    // once instead of once for the binary alone and again for the tests.
+    step("building every target, including the cluetrain binary used by the CLI tests");
     if !status(
         {
             let mut c = cargo();
-            c.args(["build", "--package", "cluetrain", "--bin", "cluetrain"]);
+            c.args(["build", "--workspace", "--tests", "--bins"]);
             c
         },
         "cargo build",
