@@ -43,6 +43,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     config.outputs.parquet_location = String::new();
     config.kafka.bootstrap_servers = cluster.bootstrap_servers();
     config.kafka.group_id = "cluetrain-demo".into();
+    // A partition without traffic must not hold the demo's windows back for a minute.
+    config.linkage.idle_timeout = Duration::from_secs(5);
     // The demo fast-forwards event time; allow it to run ahead of the wall clock.
     config.ingest.event_time_future_max = Duration::from_secs(365 * 24 * 3600);
     crate::telemetry::init(&model::config::LogConfig {
