@@ -44,7 +44,8 @@ fn kafka_env(c: &mut Command, input: &str, dead: &str, group: &str) {
         .env("CLUETRAIN_KAFKA__GROUP_ID", group)
         .env("CLUETRAIN_INGEST__BATCH_WAIT_MAX", "100ms")
         .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d")
-        .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "");
+        .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "")
+        .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0");
 }
 
 #[test]
@@ -224,7 +225,14 @@ async fn generate_is_deterministic_by_seed() {
 #[test]
 fn demo_runs_with_nothing_installed_and_stops_cleanly() {
     let out = cluetrain()
-        .args(["demo", "--duration", "8s", "--plain"])
+        .args([
+            "demo",
+            "--duration",
+            "8s",
+            "--plain",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

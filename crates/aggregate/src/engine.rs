@@ -536,6 +536,64 @@ impl WindowEngine {
         out
     }
 
+    /// The unanswered backlog now, per brand, over the windows of spec `spec` held in memory
+    /// (use a tumbling spec: hopping windows overlap and would count a message several times):
+    /// counts by age at the engine's watermark (under 1 h, 1–4 h, 4–24 h, 24 h and over),
+    /// leaving out messages already past the horizon.
+    pub fn backlog(&self, spec: usize) -> BTreeMap<String, [u64; 4]> {
+        let mut out: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+        let Some(wm) = self.watermark else {
+            return out;
+        };
+        let h = self.cfg.horizon_micros;
+        for (k, st) in &self.windows {
+            if k.spec != spec {
+                continue;
+            }
+            let e = out.entry(k.group.brand.clone()).or_default();
+            for (t, n) in &st.acc.unanswered {
+                let slot = match BacklogBucket::of(wm.saturating_sub(*t).max(0), h) {
+                    BacklogBucket::Under1h => 0,
+                    BacklogBucket::From1hTo4h => 1,
+                    BacklogBucket::From4hTo24h => 2,
+                    BacklogBucket::Over24h => 3,
+                    BacklogBucket::Expired => continue,
+                };
+                e[slot] += u64::from(*n);
+            }
+        }
+        out
+    }
+
+    /// The index of the spec the backlog gauges use: the shortest tumbling one, else the first.
+    pub fn backlog_spec(&self) -> usize {
+        self.cfg
+            .specs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_tumbling())
+            .min_by_key(|(_, s)| s.size_micros())
+            .map_or(0, |(i, _)| i)
+    }
+
+    /// The window length of [`WindowEngine::backlog_spec`], seconds.
+    pub fn backlog_window_seconds(&self) -> i64 {
+        self.cfg
+            .specs
+            .get(self.backlog_spec())
+            .map_or(0, |s| s.size_micros() / 1_000_000)
+    }
+
+    /// The longest window length, seconds (the gauges of the latest closed window use it).
+    pub fn longest_window_seconds(&self) -> i64 {
+        self.cfg
+            .specs
+            .iter()
+            .map(|s| s.size_micros() / 1_000_000)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Early results: windows not closed yet whose figures changed since their last emission.
     pub fn early(&mut self, emitted_at: DateTime<Utc>) -> Vec<WindowRecord> {
         let wm = self.watermark.unwrap_or(i64::MIN);

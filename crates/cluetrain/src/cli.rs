@@ -127,6 +127,10 @@ pub struct DemoArgs {
     /// Plain periodic log lines instead of a redrawn screen (default when stdout is not a terminal).
     #[arg(long)]
     pub plain: bool,
+    /// Address of the admin HTTP server (/metrics, /livez, /readyz); default admin.listen's
+    /// default, 127.0.0.1:9464. Port 0 picks a free port (printed at start).
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 /// `cluetrain replay`.

@@ -89,12 +89,29 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let observers = Observers::default();
+    if let Some(a) = args.admin_listen {
+        config.admin.listen = a;
+    }
+    let (observers, registry) = Observers::with_metrics(&config);
+    let admin = runtime.block_on(crate::admin::AdminServer::bind(
+        config.admin.listen,
+        std::sync::Arc::new(registry),
+        observers.health.clone(),
+        config.admin.ready_stall,
+    ))?;
+    let admin_addr = admin.local_addr()?;
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = runtime.spawn(admin.serve(async {
+        let _ = admin_stopped.await;
+    }));
     let plain = args.plain || !std::io::stdout().is_terminal();
     let header = format!(
-        "cluetrain demo: embedded Kafka at {} | topic {} ({partitions} partitions) | speedup {}x | Ctrl-C to stop",
+        "cluetrain demo: embedded Kafka at {} | topic {} ({partitions} partitions) | speedup {}x | Ctrl-C to stop\nmetrics: http://{admin_addr}/metrics (health: /livez, /readyz)",
         config.kafka.bootstrap_servers, config.kafka.input_topic, args.speedup
     );
+    if plain {
+        println!("{header}");
+    }
     let duration = args.duration;
     let result = runtime.block_on(async {
         let started = Instant::now();
@@ -127,6 +144,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         });
         let report = pipeline::run(&config, RunMode::Continuous, observers.clone(), shutdown).await;
         printer.abort();
+        let _ = admin_stop.send(());
+        let _ = admin_task.await;
         report
     });
     stop.store(true, Ordering::Relaxed);

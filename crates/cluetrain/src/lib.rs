@@ -4,12 +4,14 @@
 //! The stage crates (`ingest`, `enrich`, `aggregate`) do not know each other; this crate is
 //! the only place they meet ([`pipeline`]). Kafka security, HTTP and files stay at the edges.
 
+pub mod admin;
 pub mod cli;
 pub mod demo;
 pub mod enrichment;
 pub mod generate;
 pub mod job;
 pub mod kafka_sink;
+pub mod metrics;
 pub mod outputs;
 pub mod pipeline;
 pub mod replay;

@@ -53,12 +53,26 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         RunMode::Continuous
     };
-    let report = runtime()?.block_on(pipeline::run(
-        &config,
-        mode,
-        Observers::default(),
-        pipeline::shutdown_signal(),
-    ))?;
+    let (observers, registry) = Observers::with_metrics(&config);
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        let admin = cluetrain::admin::AdminServer::bind(
+            config.admin.listen,
+            std::sync::Arc::new(registry),
+            observers.health.clone(),
+            config.admin.ready_stall,
+        )
+        .await?;
+        tracing::info!(address = %admin.local_addr()?, "admin server: /metrics /livez /readyz");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(admin.serve(async {
+            let _ = stop_rx.await;
+        }));
+        let report = pipeline::run(&config, mode, observers, pipeline::shutdown_signal()).await;
+        let _ = stop_tx.send(());
+        let _ = server.await;
+        report
+    })?;
     println!(
         "{}",
         serde_json::json!({

@@ -20,8 +20,10 @@ use model::WindowRecord;
 use model::config::Config;
 use tracing::{error, info};
 
+use crate::admin::Health;
 use crate::enrichment::Forward;
 use crate::job::{Job, Step};
+use crate::metrics::PipelineMetrics;
 use crate::outputs::kafka::{OutMessage, OutputProducer};
 use crate::outputs::parquet::ParquetSink;
 use crate::stats::LiveStats;
@@ -49,13 +51,37 @@ pub struct RunReport {
     pub source: SourceSummary,
 }
 
-/// Shared handles a run reports into (metrics registry contents, live summary).
+/// Shared handles a run reports into (metrics registry contents, health, live summary).
 #[derive(Debug, Default, Clone)]
 pub struct Observers {
     /// Ingest counters.
     pub ingest: Arc<IngestMetrics>,
+    /// Pipeline metrics (engagement and health); created by [`Observers::with_metrics`].
+    pub pipeline: Option<Arc<PipelineMetrics>>,
+    /// What `/readyz` reports.
+    pub health: Arc<Health>,
     /// Live figures for the terminal summary.
     pub live: Arc<LiveStats>,
+}
+
+impl Observers {
+    /// Observers with every metric registered in a new registry, for the admin server.
+    pub fn with_metrics(config: &Config) -> (Self, prometheus_client::registry::Registry) {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let ingest = Arc::new(IngestMetrics::default());
+        ingest.register(&mut registry);
+        let pipeline = Arc::new(PipelineMetrics::new(config));
+        pipeline.register(&mut registry);
+        (
+            Observers {
+                ingest,
+                pipeline: Some(pipeline),
+                health: Arc::new(Health::new()),
+                live: Arc::new(LiveStats::default()),
+            },
+            registry,
+        )
+    }
 }
 
 /// Header on late events: the pipeline watermark when the event arrived (RFC 3339).
@@ -230,6 +256,7 @@ pub async fn run(
     // In a bounded run the last batch is acknowledged only after the final window records are
     // delivered, so that the source's closing commit never runs ahead of them.
     let mut deferred: Option<IngestBatch> = None;
+    let mut last_backlog: Option<Instant> = None;
     tokio::pin!(shutdown);
     let mut stopping = false;
     // Parquet is flushed on its interval even when no batch arrives.
@@ -268,8 +295,9 @@ pub async fn run(
             handle.stop();
             break;
         }
+        let arrived = Instant::now();
         job.enrichment
-            .assignment(&batch.assigned, &batch.ended, Instant::now());
+            .assignment(&batch.assigned, &batch.ended, arrived);
         let watermark_before = job.enrichment.watermark();
         let step = match job
             .process(&batch.events, Instant::now(), chrono::Utc::now())
@@ -306,6 +334,12 @@ pub async fn run(
                 break;
             }
         }
+        if let Some(m) = &observers.pipeline {
+            observe(m, &job, &step, parquet.as_ref(), arrived, &mut last_backlog);
+        }
+        observers
+            .health
+            .batch(batch.assigned.len(), step.enriched.watermark);
         observers.live.observe(
             &step.enriched.batch,
             batch.messages,
@@ -402,6 +436,52 @@ pub async fn run(
     match failure {
         Some(e) => Err(e.context("pipeline stopped on an error")),
         None => Ok(report),
+    }
+}
+
+/// Brings the pipeline metrics up to date after a batch.
+fn observe(
+    m: &PipelineMetrics,
+    job: &Job,
+    step: &Step,
+    parquet: Option<&ParquetSink>,
+    arrived: Instant,
+    last_backlog: &mut Option<Instant>,
+) {
+    m.observe_facts(&step.enriched.facts);
+    m.observe_records(
+        &step.records,
+        job.engine.longest_window_seconds(),
+        job.engine.backlog_window_seconds(),
+    );
+    m.late_events.inc_by(step.enriched.late.len() as u64);
+    for f in &step.enriched.forwards {
+        m.forwarded
+            .get_or_create(&crate::metrics::DepartmentLabels {
+                department: f.department.clone(),
+            })
+            .inc();
+    }
+    let elapsed = arrived.elapsed().as_secs_f64();
+    m.batch_seconds.observe(elapsed);
+    // A window's first emission at close: the watermark passed its end in this batch.
+    if step.records.iter().any(|r| r.closed && r.revision == 1) {
+        m.emit_delay.observe(elapsed);
+    }
+    let (links, entries) = job.enrichment.link_stats();
+    m.observe_state(
+        &links,
+        entries,
+        &job.engine.stats(),
+        &job.enrichment.stats(),
+        job.enrichment.buffered(),
+        parquet.map_or(0, ParquetSink::files_written),
+        step.enriched.watermark,
+    );
+    // The backlog walks every open window: at most once a second.
+    if last_backlog.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+        *last_backlog = Some(Instant::now());
+        m.set_backlog(&job.engine.backlog(job.engine.backlog_spec()));
     }
 }
 

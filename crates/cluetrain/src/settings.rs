@@ -31,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "windows",
     "departments",
     "outputs",
+    "admin",
 ];
 
 /// Property tables whose keys are librdkafka property names.

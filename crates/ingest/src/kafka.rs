@@ -57,6 +57,14 @@ pub fn client_config(kafka: &KafkaConfig, role: Role) -> ClientConfig {
                 "max.partition.fetch.bytes",
                 kafka.partition_fetch_bytes_max.to_string(),
             );
+            // Consumer lag per partition comes from librdkafka's statistics.
+            if !kafka.properties.contains_key("statistics.interval.ms")
+                && !kafka
+                    .consumer_properties
+                    .contains_key("statistics.interval.ms")
+            {
+                c.set("statistics.interval.ms", "5000");
+            }
         }
         Role::Producer => {
             // Dead letters and outputs must not be lost on a leader change.

@@ -8,6 +8,7 @@
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
@@ -72,6 +73,13 @@ pub struct CommitLabels {
     pub result: CommitResult,
 }
 
+/// Label set with an input partition (bounded by the topic's partition count).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Partition number.
+    pub partition: String,
+}
+
 /// Counters of the ingest stage; cheap to update from the consumer thread.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
@@ -94,6 +102,9 @@ pub struct IngestMetrics {
     /// Acknowledged offsets that could not be stored because the partition was revoked
     /// meanwhile; those messages will be processed again by the partition's new owner.
     pub offsets_store_failures: Counter,
+    /// Messages between the consumer position and the end of each assigned input partition
+    /// (librdkafka statistics, every `statistics.interval.ms`).
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
 }
 
 impl IngestMetrics {
@@ -155,6 +166,11 @@ impl IngestMetrics {
             "cluetrain_kafka_consumer_errors",
             "Errors reported by the Kafka consumer",
             self.consumer_errors.clone(),
+        );
+        registry.register(
+            "cluetrain_kafka_consumer_lag_messages",
+            "Messages between the consumer position and the end of each input partition",
+            self.consumer_lag.clone(),
         );
         registry.register(
             "cluetrain_kafka_offsets_store_failures",

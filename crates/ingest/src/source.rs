@@ -171,7 +171,24 @@ struct SourceContext {
     metrics: Arc<IngestMetrics>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for topic in statistics.topics.values() {
+            for (p, part) in &topic.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; -1 lag = unknown yet.
+                if *p < 0 || part.consumer_lag < 0 {
+                    continue;
+                }
+                self.metrics
+                    .consumer_lag
+                    .get_or_create(&crate::metrics::PartitionLabels {
+                        partition: p.to_string(),
+                    })
+                    .set(part.consumer_lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

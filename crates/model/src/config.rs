@@ -35,6 +35,28 @@ pub struct Config {
     pub departments: DepartmentsConfig,
     /// Where window records and late events go.
     pub outputs: OutputsConfig,
+    /// The admin HTTP server: metrics and health.
+    pub admin: AdminConfig,
+}
+
+/// The admin HTTP server (`/metrics`, `/livez`, `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to listen on. Loopback by default: metrics reveal brands and volumes.
+    pub listen: std::net::SocketAddr,
+    /// `/readyz` fails when the watermark stands still this long while batches keep coming.
+    #[serde(with = "humantime_serde")]
+    pub ready_stall: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            ready_stall: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Where to start when the consumer group has no committed offset for a partition.

@@ -186,6 +186,31 @@ fn ensure_tansu() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Debian's Prometheus (with promtool), for the dashboard test: installed with apt-get when
+/// missing (CI runs as root; elsewhere install the `prometheus` package yourself).
+fn ensure_prometheus() -> anyhow::Result<PathBuf> {
+    let found = |p: &str| {
+        let path = PathBuf::from(p);
+        (path.is_file() && path.with_file_name("promtool").is_file()).then_some(path)
+    };
+    if let Some(p) = found("/usr/bin/prometheus") {
+        return Ok(p);
+    }
+    step("installing Debian's prometheus package (first run only)");
+    let apt = |args: &[&str]| -> anyhow::Result<bool> {
+        let mut c = Command::new("apt-get");
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        status(c, "apt-get")
+    };
+    if !apt(&["update"])? || !apt(&["install", "-y", "--no-install-recommends", "prometheus"])? {
+        bail!(
+            "installing prometheus failed: install Debian's `prometheus` package (it has promtool), then rerun"
+        );
+    }
+    found("/usr/bin/prometheus")
+        .context("prometheus installed but /usr/bin/prometheus or promtool is missing")
+}
+
 /// A running broker, stopped when dropped (also on error and panic paths).
 struct Broker {
     child: Child,
@@ -309,6 +334,7 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     check_layers()?;
     let tansu = ensure_tansu()?;
+    let prometheus = ensure_prometheus()?;
     // Every target at once, the binary the CLI tests run included: the same feature
     // unification as the test run below, so dependencies (DataFusion above all) are built
     // once instead of once for the binary alone and again for the tests.
@@ -329,6 +355,7 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     let env = [
         ("CLUETRAIN_TEST_BROKERS", broker.address.clone()),
         ("CLUETRAIN_BIN", bin.display().to_string()),
+        ("CLUETRAIN_PROMETHEUS", prometheus.display().to_string()),
     ];
 
     let mut ok = true;
