@@ -34,6 +34,24 @@ pub enum Command {
     /// Score UTF-8 lines from stdin with VADER; one TSV line (neg, neu, pos, compound) per
     /// input line on stdout.
     Sentiment,
+    /// Run a read-only SQL query over the window history in Parquet (outputs.parquet_location)
+    /// without a running pipeline. Tables: engagement_windows (latest revision per window),
+    /// engagement_window_revisions, engagement_window_departments(_revisions).
+    Sql(SqlArgs),
+}
+
+/// `cluetrain sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Configuration (outputs.parquet_location and the sql limits).
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::sql::Format,
+    /// The query, e.g. "SELECT brand, avg(response_rate) FROM engagement_windows GROUP BY brand".
+    #[arg(value_name = "QUERY")]
+    pub query: String,
 }
 
 /// Where the configuration comes from.

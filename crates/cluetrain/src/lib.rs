@@ -16,5 +16,6 @@ pub mod outputs;
 pub mod pipeline;
 pub mod replay;
 pub mod settings;
+pub mod sql;
 pub mod stats;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::Parser;
-use cluetrain::cli::{Cli, Command, ConfigArgs, GenerateArgs, ReplayArgs, RunArgs};
+use cluetrain::cli::{Cli, Command, ConfigArgs, GenerateArgs, ReplayArgs, RunArgs, SqlArgs};
 use cluetrain::generate::{Generator, GeneratorOptions, Pacing, produce};
 use cluetrain::pipeline::{self, Observers};
 use cluetrain::settings::{self, LoadError};
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cluetrain::demo::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => replay(&args),
         Command::Sentiment => sentiment(),
+        Command::Sql(args) => sql(&args),
     };
     match result {
         Ok(code) => code,
@@ -87,6 +88,34 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit status of a refused or failed query (sysexits' EX_DATAERR).
+const EXIT_QUERY: u8 = 65;
+
+fn sql(args: &SqlArgs) -> anyhow::Result<ExitCode> {
+    let config = settings::load(args.source.config.as_deref())?;
+    let limits = cluetrain::sql::QueryLimits {
+        memory_bytes_max: config.sql.memory_bytes_max,
+        timeout: config.sql.query_timeout,
+        rows_max: config.sql.rows_max,
+    };
+    runtime()?.block_on(async {
+        let ctx = cluetrain::sql::history_context(&config.outputs.parquet_location, limits).await?;
+        match cluetrain::sql::query(&ctx, &args.query, limits).await {
+            Ok(batches) => {
+                print!("{}", cluetrain::sql::render(&batches, args.format)?);
+                if args.format == cluetrain::sql::Format::Table {
+                    println!();
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::from(EXIT_QUERY))
+            }
+        }
+    })
 }
 
 fn config(args: &ConfigArgs) -> anyhow::Result<ExitCode> {

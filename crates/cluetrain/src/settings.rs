@@ -32,6 +32,7 @@ const SECTIONS: &[&str] = &[
     "departments",
     "outputs",
     "admin",
+    "sql",
 ];
 
 /// Property tables whose keys are librdkafka property names.

@@ -37,6 +37,41 @@ pub struct Config {
     pub outputs: OutputsConfig,
     /// The admin HTTP server: metrics and health.
     pub admin: AdminConfig,
+    /// SQL for analysts: limits, and the Postgres-wire endpoint.
+    pub sql: SqlConfig,
+}
+
+/// SQL for analysts (`cluetrain sql`, the Postgres-wire endpoint): read-only, limited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// Postgres-wire address. Loopback by default; any other address requires a password.
+    pub listen: std::net::SocketAddr,
+    /// User name clients log in with.
+    pub user: String,
+    /// Password (better from the environment: CLUETRAIN_SQL__PASSWORD); "" = none, allowed
+    /// only on loopback.
+    pub password: String,
+    /// Memory one query may use; beyond it the query fails with an error.
+    pub memory_bytes_max: usize,
+    /// Wall time one query may take.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Rows one query returns at most.
+    pub rows_max: usize,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 5433)),
+            user: "cluetrain".into(),
+            password: String::new(),
+            memory_bytes_max: 512 << 20,
+            query_timeout: Duration::from_secs(30),
+            rows_max: 100_000,
+        }
+    }
 }
 
 /// The admin HTTP server (`/metrics`, `/livez`, `/readyz`).
@@ -750,6 +785,34 @@ impl Config {
             if let Err(why) = check_topic_name(topic) {
                 bad(&format!("departments.forward_negative.{dept}"), why);
             }
+        }
+        let q = &self.sql;
+        if !q.listen.ip().is_loopback() && q.password.is_empty() {
+            bad(
+                "sql.password",
+                format!(
+                    "is required because sql.listen ({}) is not a loopback address: set CLUETRAIN_SQL__PASSWORD",
+                    q.listen
+                ),
+            );
+        }
+        if q.user.trim().is_empty() {
+            bad("sql.user", "is empty (default \"cluetrain\")".into());
+        }
+        if q.memory_bytes_max < (1 << 20) {
+            bad(
+                "sql.memory_bytes_max",
+                "must be at least 1048576 (1 MiB)".into(),
+            );
+        }
+        if q.query_timeout.is_zero() {
+            bad(
+                "sql.query_timeout",
+                "must be greater than zero (default \"30s\")".into(),
+            );
+        }
+        if !(1..=100_000_000).contains(&q.rows_max) {
+            bad("sql.rows_max", "must be between 1 and 100000000".into());
         }
         let o = &self.outputs;
         if !o.windows_topic.is_empty()
