@@ -383,14 +383,14 @@ impl WindowEngine {
             a.effect_e4 += geti(&effect_e4, i);
             a.effects += get(&effects, i);
             a.stakeholders.add(stakeholder.value(i), inbound_i);
-            let frt_i = f64_values(&frt, i);
+            let frt_i = list_values::<Float64Type>(&frt, i);
             for v in &frt_i {
                 push_bounded(&mut a.frt, *v, max_values, &mut dropped);
             }
-            for v in f64_values(&frt_b, i) {
+            for v in list_values::<Float64Type>(&frt_b, i) {
                 push_bounded(&mut a.frt_business, v, max_values, &mut dropped);
             }
-            for t in i64_values(&inbound_times, i) {
+            for t in list_values::<Int64Type>(&inbound_times, i) {
                 if a.unanswered_len < max_values {
                     *a.unanswered.entry(t).or_default() += 1;
                     a.unanswered_len += 1;
@@ -398,7 +398,7 @@ impl WindowEngine {
                     dropped += 1;
                 }
             }
-            for t in i64_values(&answered_times, i) {
+            for t in list_values::<Int64Type>(&answered_times, i) {
                 if let Some(c) = a.unanswered.get_mut(&t) {
                     *c -= 1;
                     a.unanswered_len -= 1;
@@ -866,23 +866,16 @@ fn list_col(b: &RecordBatch, name: &'static str) -> Result<arrow_array::ListArra
         .ok_or(AggregateError::Column(name))
 }
 
-fn f64_values(l: &arrow_array::ListArray, i: usize) -> Vec<f64> {
+/// The values of row `i` of a list column (empty for a null list or another value type).
+fn list_values<T: arrow_array::ArrowPrimitiveType>(
+    l: &arrow_array::ListArray,
+    i: usize,
+) -> Vec<T::Native> {
     if l.is_null(i) {
         return Vec::new();
     }
     let v = l.value(i);
-    match v.as_primitive_opt::<Float64Type>() {
-        Some(a) => a.iter().flatten().collect(),
-        None => Vec::new(),
-    }
-}
-
-fn i64_values(l: &arrow_array::ListArray, i: usize) -> Vec<i64> {
-    if l.is_null(i) {
-        return Vec::new();
-    }
-    let v = l.value(i);
-    match v.as_primitive_opt::<Int64Type>() {
+    match v.as_primitive_opt::<T>() {
         Some(a) => a.iter().flatten().collect(),
         None => Vec::new(),
     }
