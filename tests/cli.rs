@@ -45,7 +45,8 @@ fn kafka_env(c: &mut Command, input: &str, dead: &str, group: &str) {
         .env("CLUETRAIN_INGEST__BATCH_WAIT_MAX", "100ms")
         .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d")
         .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "")
-        .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0");
+        .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("CLUETRAIN_SQL__LISTEN", "127.0.0.1:0");
 }
 
 #[test]
@@ -231,6 +232,8 @@ fn demo_runs_with_nothing_installed_and_stops_cleanly() {
             "8s",
             "--plain",
             "--admin-listen",
+            "127.0.0.1:0",
+            "--sql-listen",
             "127.0.0.1:0",
         ])
         .output()

@@ -193,7 +193,13 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let _demo = Guard(
         Command::new(cluetrain_bin())
             .args(["demo", "--duration", "120s", "--plain", "--speedup", "120"])
-            .args(["--events-per-second", "6", "--admin-listen"])
+            .args([
+                "--events-per-second",
+                "6",
+                "--sql-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+            ])
             .arg(format!("127.0.0.1:{admin}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -26,7 +26,8 @@ fn env(c: &mut Command, input: &str, windows: &str, late: &str, dead: &str) {
         .env("CLUETRAIN_OUTPUTS__LATE_EVENTS_TOPIC", late)
         .env("CLUETRAIN_INGEST__BATCH_WAIT_MAX", "100ms")
         .env("CLUETRAIN_LOG__FILTER", "warn")
-        .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0");
+        .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("CLUETRAIN_SQL__LISTEN", "127.0.0.1:0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

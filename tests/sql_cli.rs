@@ -5,12 +5,9 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use cluetrain::outputs::parquet::ParquetSink;
 use cluetrain_tests::cluetrain_bin;
-use cluetrain_tests::golden::{case_dir, run_case};
-use model::WindowRecord;
+use cluetrain_tests::golden::write_history;
 
 fn sql(config: &Path, format: &str, query: &str) -> Output {
     Command::new(cluetrain_bin())
@@ -27,30 +24,8 @@ fn history() -> (tempfile::TempDir, std::path::PathBuf) {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let lines = run_case(&case_dir("basic")).await;
-        let records: Vec<WindowRecord> = lines
-            .into_iter()
-            .filter(|v| v.get("window_start").is_some())
-            .map(|v| serde_json::from_value(v).unwrap())
-            .collect();
-        assert_eq!(
-            records.len(),
-            3,
-            "basic: two revisions of 10:00, one of 11:00"
-        );
-        let mut sink = ParquetSink::new(
-            dir.path().join("data").to_str().unwrap(),
-            Duration::from_secs(60),
-            1000,
-        )
-        .unwrap();
-        // Two flushes: revisions land in different files, as they do in a running pipeline.
-        sink.push(&records[..1]);
-        sink.flush().await.unwrap();
-        sink.push(&records[1..]);
-        sink.flush().await.unwrap();
-    });
+    let n = rt.block_on(write_history("basic", &dir.path().join("data")));
+    assert_eq!(n, 3, "basic: two revisions of 10:00, one of 11:00");
     let config = dir.path().join("cluetrain.toml");
     std::fs::write(
         &config,

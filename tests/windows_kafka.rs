@@ -86,6 +86,7 @@ fn run_binary(case: &str, t: &Topics, parquet: &std::path::Path) -> Value {
         .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d")
         .env("CLUETRAIN_LOG__FILTER", "warn")
         .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("CLUETRAIN_SQL__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let config = std::fs::read_to_string(case_dir(case).join("config.toml")).unwrap();

@@ -110,3 +110,26 @@ pub fn finals(lines: &[Value]) -> Vec<Value> {
     });
     f
 }
+
+/// Writes the window records of case `case` as a Parquet history under `location` (two
+/// flushes, so revisions land in different files as in a running pipeline). Returns the
+/// number of records.
+pub async fn write_history(case: &str, location: &Path) -> usize {
+    let lines = run_case(&case_dir(case)).await;
+    let records: Vec<model::WindowRecord> = lines
+        .into_iter()
+        .filter(|v| v.get("window_start").is_some())
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    let mut sink = cluetrain::outputs::parquet::ParquetSink::new(
+        location.to_str().unwrap(),
+        Duration::from_secs(60),
+        1000,
+    )
+    .unwrap();
+    sink.push(&records[..1]);
+    sink.flush().await.unwrap();
+    sink.push(&records[1..]);
+    sink.flush().await.unwrap();
+    records.len()
+}

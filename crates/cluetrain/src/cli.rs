@@ -149,6 +149,9 @@ pub struct DemoArgs {
     /// default, 127.0.0.1:9464. Port 0 picks a free port (printed at start).
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// Address of the SQL (Postgres wire) server; default 127.0.0.1:5433. Port 0 picks one.
+    #[arg(long, value_name = "ADDR")]
+    pub sql_listen: Option<std::net::SocketAddr>,
 }
 
 /// `cluetrain replay`.

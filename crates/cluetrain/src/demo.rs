@@ -39,8 +39,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .create_topic(topic, 1, 1)
             .with_context(|| format!("creating the output topic {topic}"))?;
     }
-    // The demo keeps nothing on disk: window records go to the embedded broker only.
-    config.outputs.parquet_location = String::new();
+    // Window history for SQL goes to a temporary directory of this demo run.
+    let history = std::env::temp_dir().join(format!("cluetrain-demo-{}", std::process::id()));
+    config.outputs.parquet_location = history.display().to_string();
+    config.outputs.parquet_flush_interval = Duration::from_secs(5);
+    config.sql.password = "demo".into();
+    if let Some(a) = args.sql_listen {
+        config.sql.listen = a;
+    }
     config.kafka.bootstrap_servers = cluster.bootstrap_servers();
     config.kafka.group_id = "cluetrain-demo".into();
     // A partition without traffic must not hold the demo's windows back for a minute.
@@ -100,14 +106,21 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         config.admin.ready_stall,
     ))?;
     let admin_addr = admin.local_addr()?;
+    let sql = crate::sql_server::SqlServer::start(&config.outputs.parquet_location, &config.sql)?;
+    let sql_addr = sql.local_addr();
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = runtime.spawn(admin.serve(async {
         let _ = admin_stopped.await;
     }));
     let plain = args.plain || !std::io::stdout().is_terminal();
     let header = format!(
-        "cluetrain demo: embedded Kafka at {} | topic {} ({partitions} partitions) | speedup {}x | Ctrl-C to stop\nmetrics: http://{admin_addr}/metrics (health: /livez, /readyz)",
-        config.kafka.bootstrap_servers, config.kafka.input_topic, args.speedup
+        "cluetrain demo: embedded Kafka at {} | topic {} ({partitions} partitions) | speedup {}x | Ctrl-C to stop\nmetrics: http://{admin_addr}/metrics (health: /livez, /readyz)\nSQL: PGPASSWORD=demo psql -h {} -p {} -U {} -c 'SELECT brand, window_start, inbound, response_rate FROM engagement_windows ORDER BY window_start DESC LIMIT 10'",
+        config.kafka.bootstrap_servers,
+        config.kafka.input_topic,
+        args.speedup,
+        sql_addr.ip(),
+        sql_addr.port(),
+        config.sql.user
     );
     if plain {
         println!("{header}");
@@ -149,6 +162,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         report
     });
     stop.store(true, Ordering::Relaxed);
+    sql.stop();
+    let _ = std::fs::remove_dir_all(&history);
     let produced = producer
         .join()
         .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;

@@ -69,9 +69,25 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let server = tokio::spawn(admin.serve(async {
             let _ = stop_rx.await;
         }));
+        // SQL over the history, on a runtime of its own (a heavy query cannot stall ingestion).
+        let sql = if config.outputs.parquet_location.is_empty() {
+            None
+        } else {
+            let location = config.outputs.parquet_location.clone();
+            let sql_cfg = config.sql.clone();
+            let s = tokio::task::spawn_blocking(move || {
+                cluetrain::sql_server::SqlServer::start(&location, &sql_cfg)
+            })
+            .await??;
+            tracing::info!(address = %s.local_addr(), user = %config.sql.user, "SQL (Postgres wire) server");
+            Some(s)
+        };
         let report = pipeline::run(&config, mode, observers, pipeline::shutdown_signal()).await;
         let _ = stop_tx.send(());
         let _ = server.await;
+        if let Some(s) = sql {
+            let _ = tokio::task::spawn_blocking(move || s.stop()).await;
+        }
         report
     })?;
     println!(

@@ -1,0 +1,215 @@
+//! SQL for analysts over the Postgres wire protocol, with the real `psql` client against
+//! `cluetrain run`: password authentication, the analyst queries of the README, and the
+//! lock-down (every statement that writes, creates or touches files is refused; no file is
+//! left behind).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cluetrain_tests::golden::write_history;
+use cluetrain_tests::{brokers, cluetrain_bin, create_topic, unique};
+
+const PASSWORD: &str = "analyst-s3cret";
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn psql(port: u16, password: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "cluetrain",
+            "-d",
+            "cluetrain",
+        ])
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap()
+}
+
+fn rows(out: &Output) -> Vec<String> {
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysts_query_with_psql_and_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_history("basic", &data).await;
+    let input = unique("psql-in");
+    create_topic(&input, 1).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _run = Guard(
+        Command::new(cluetrain_bin())
+            .arg("run")
+            .env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
+            .env("CLUETRAIN_KAFKA__INPUT_TOPIC", &input)
+            .env("CLUETRAIN_KAFKA__GROUP_ID", unique("psql-group"))
+            .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", &data)
+            .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("CLUETRAIN_SQL__LISTEN", format!("127.0.0.1:{port}"))
+            .env("CLUETRAIN_SQL__PASSWORD", PASSWORD)
+            .env("CLUETRAIN_LOG__FILTER", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = psql(port, PASSWORD, "SELECT 1");
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SQL server did not come up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A wrong password is refused.
+    let out = psql(port, "wrong", "SELECT 1");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The analyst queries (figures hand-checked in tests/data/windows/README.md).
+    assert_eq!(
+        rows(&psql(
+            port,
+            PASSWORD,
+            "SELECT brand, round(avg(response_rate), 2) AS rate FROM engagement_windows \
+             WHERE window_seconds = 3600 GROUP BY brand ORDER BY rate DESC"
+        )),
+        vec!["acme|0.2"],
+        "top brands by response rate: (0.4 + 0.0) / 2"
+    );
+    let trend = rows(&psql(
+        port,
+        PASSWORD,
+        "SELECT window_start, first_response_median_seconds, revision FROM engagement_windows \
+         ORDER BY window_start",
+    ));
+    assert_eq!(trend.len(), 2, "first-response trend: {trend:?}");
+    let first: Vec<&str> = trend[0].split('|').collect();
+    assert!(
+        first[0].contains("2026-03-02") && first[0].contains("10:00:00"),
+        "{trend:?}"
+    );
+    assert_eq!(first[1].parse::<f64>().ok(), Some(1500.0), "{trend:?}");
+    assert_eq!(first[2], "2", "latest revision per window: {trend:?}");
+    let second: Vec<&str> = trend[1].split('|').collect();
+    assert!(
+        second[0].contains("11:00:00") && second[1].is_empty(),
+        "{trend:?}"
+    );
+    assert_eq!(
+        rows(&psql(
+            port,
+            PASSWORD,
+            "SELECT department, sum(inbound - answered) AS waiting \
+             FROM engagement_window_departments GROUP BY department ORDER BY department"
+        )),
+        vec!["billing|0", "support|4"],
+        "backlog by department"
+    );
+    assert_eq!(
+        rows(&psql(
+            port,
+            PASSWORD,
+            "SELECT count(*) FROM engagement_window_revisions"
+        )),
+        vec!["3"]
+    );
+
+    // Locked down.
+    let target = dir.path().join("copied.csv");
+    for statement in [
+        "INSERT INTO engagement_window_revisions SELECT * FROM engagement_window_revisions"
+            .to_string(),
+        "UPDATE engagement_window_revisions SET inbound = 0".to_string(),
+        "DELETE FROM engagement_window_revisions".to_string(),
+        "DROP VIEW engagement_windows".to_string(),
+        "CREATE TABLE t AS SELECT 1".to_string(),
+        // Hive syntax, which the Postgres dialect parses as an external table.
+        "CREATE EXTERNAL TABLE passwd (line VARCHAR) STORED AS TEXTFILE LOCATION '/etc/passwd'"
+            .to_string(),
+        format!(
+            "COPY (SELECT * FROM engagement_windows) TO '{}'",
+            target.display()
+        ),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+    ] {
+        let out = psql(port, PASSWORD, &statement);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{statement}: must be refused");
+        assert!(stderr.contains("read-only"), "{statement}: {stderr}");
+    }
+    // DataFusion's own syntax does not even parse in the Postgres dialect: refused as well.
+    let out = psql(
+        port,
+        PASSWORD,
+        "CREATE EXTERNAL TABLE passwd2 (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'",
+    );
+    assert!(
+        !out.status.success(),
+        "DataFusion-syntax CREATE EXTERNAL TABLE refused"
+    );
+    let out = psql(
+        port,
+        PASSWORD,
+        &format!(
+            "COPY (SELECT * FROM engagement_windows) TO '{}' STORED AS CSV",
+            target.display()
+        ),
+    );
+    assert!(!out.status.success(), "DataFusion-syntax COPY TO refused");
+    assert!(!target.exists(), "COPY TO wrote no file");
+    assert_eq!(
+        rows(&psql(
+            port,
+            PASSWORD,
+            "SELECT count(*) FROM engagement_windows"
+        )),
+        vec!["2"],
+        "the history is untouched"
+    );
+}
