@@ -33,6 +33,9 @@ pub struct Job {
     last_early: Option<Instant>,
     horizon_micros: i64,
     size_max_micros: i64,
+    /// What linkage released when [`Job::finish`] moved event time to the end (held replies,
+    /// buffered events), for observers of the last step.
+    pub finished_links: Vec<enrich::linkage::Linked>,
 }
 
 /// The engine settings of a configuration (already validated).
@@ -82,6 +85,7 @@ impl Job {
             last_early: None,
             horizon_micros,
             size_max_micros,
+            finished_links: Vec::new(),
         })
     }
 
@@ -129,7 +133,8 @@ impl Job {
             .saturating_add(self.horizon_micros)
             .saturating_add(self.size_max_micros)
             .saturating_add(1);
-        let (_, facts, forwards) = self.enrichment.force_watermark(t).context("enrichment")?;
+        let (linked, facts, forwards) = self.enrichment.force_watermark(t).context("enrichment")?;
+        self.finished_links = linked;
         self.engine
             .ingest(&facts)
             .await

@@ -367,6 +367,11 @@ pub async fn run(
     if failure.is_none() && mode == RunMode::UntilEnd && !stopping {
         match finish_bounded(config, &mut job, &outputs).await {
             Ok(records) => {
+                // Events still in the reorder buffer (e.g. when a quiet partition held the
+                // watermark to the end) are linked now: the live figures include them.
+                observers
+                    .live
+                    .observe_linked(&job.finished_links, horizon_micros);
                 report.window_records += records.len() as u64;
                 report.final_records += records.iter().filter(|r| r.is_final).count() as u64;
                 if let Some(p) = parquet.as_mut() {
