@@ -315,12 +315,14 @@ impl WindowEngine {
     }
 
     fn merge_main(&mut self, b: &RecordBatch) -> Result<(), AggregateError> {
-        let spec = i64_col(b, "spec")?;
-        let start = i64_col(b, "window_start")?;
-        let brand = str_col(b, "brand")?;
-        let platform = str_col(b, "platform")?;
-        let stakeholder = str_col(b, "stakeholder")?;
-        let dept = str_col(b, "department")?;
+        let KeyCols {
+            spec,
+            start,
+            brand,
+            platform,
+            stakeholder,
+            dept,
+        } = KeyCols::of(b)?;
         let n = |name: &'static str| i64_col(b, name);
         let (inbound, responses, broadcasts, to_broadcast) = (
             n("inbound")?,
@@ -422,12 +424,14 @@ impl WindowEngine {
     }
 
     fn merge_depth(&mut self, b: &RecordBatch) -> Result<(), AggregateError> {
-        let spec = i64_col(b, "spec")?;
-        let start = i64_col(b, "window_start")?;
-        let brand = str_col(b, "brand")?;
-        let platform = str_col(b, "platform")?;
-        let stakeholder = str_col(b, "stakeholder")?;
-        let dept = str_col(b, "department")?;
+        let KeyCols {
+            spec,
+            start,
+            brand,
+            platform,
+            stakeholder,
+            dept,
+        } = KeyCols::of(b)?;
         let root = b
             .column_by_name("root")
             .and_then(|c| c.as_primitive_opt::<UInt64Type>())
@@ -837,6 +841,29 @@ fn distribution(values: &[f64]) -> Distribution {
 
 fn micros_to_time(t: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_micros(t).unwrap_or_default()
+}
+
+/// The key columns both queries return: spec, window start and the grouping columns.
+struct KeyCols {
+    spec: arrow_array::Int64Array,
+    start: arrow_array::Int64Array,
+    brand: StringArray,
+    platform: StringArray,
+    stakeholder: StringArray,
+    dept: StringArray,
+}
+
+impl KeyCols {
+    fn of(b: &RecordBatch) -> Result<Self, AggregateError> {
+        Ok(KeyCols {
+            spec: i64_col(b, "spec")?,
+            start: i64_col(b, "window_start")?,
+            brand: str_col(b, "brand")?,
+            platform: str_col(b, "platform")?,
+            stakeholder: str_col(b, "stakeholder")?,
+            dept: str_col(b, "department")?,
+        })
+    }
 }
 
 fn i64_col(b: &RecordBatch, name: &'static str) -> Result<arrow_array::Int64Array, AggregateError> {

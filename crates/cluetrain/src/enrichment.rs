@@ -25,7 +25,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use enrich::departments::{DepartmentRouter, DepartmentRule};
-use enrich::linkage::{LinkInput, LinkStats, Linked, Linker, LinkerConfig, OrgAuthorRule, Role};
+use enrich::linkage::{
+    LinkInput, LinkStats, Linked, Linker, LinkerConfig, OrgAuthorRule, OwnedInput, Role,
+};
 use enrich::{EnrichError, sentiment};
 use model::EventKind;
 use model::config::Config;
@@ -101,19 +103,11 @@ pub struct EnrichStats {
     pub forward_dropped: u64,
 }
 
-/// An event waiting in the reorder buffer.
+/// An event waiting in the reorder buffer: its partition and linkage's owned input.
 #[derive(Debug, Clone)]
 struct Buffered {
     partition: i32,
-    event_id: String,
-    brand: String,
-    kind: EventKind,
-    author_id: String,
-    author_handle: Option<String>,
-    author_is_org: bool,
-    in_reply_to: Option<String>,
-    compound: f64,
-    tag: u64,
+    input: OwnedInput,
 }
 
 /// Packed per-event context carried through linkage (see [`LinkInput::tag`]).
@@ -338,29 +332,17 @@ impl Enrichment {
             if !due && !over {
                 break;
             }
-            let Some(((t, _, _), e)) = self.reorder.pop_first() else {
+            let Some((_, e)) = self.reorder.pop_first() else {
                 break;
             };
             if !due {
                 self.stats.reorder_forced += 1;
             }
-            let input = LinkInput {
-                event_id: &e.event_id,
-                brand: &e.brand,
-                kind: e.kind,
-                author_id: &e.author_id,
-                author_handle: e.author_handle.as_deref(),
-                author_is_org: e.author_is_org,
-                in_reply_to: e.in_reply_to.as_deref(),
-                created_at: t,
-                compound: e.compound,
-                tag: e.tag,
-            };
             let cfg = &self.link_cfg;
             self.linkers
                 .entry(e.partition)
                 .or_insert_with(|| Linker::new(cfg.clone()))
-                .observe(&input, out);
+                .observe(&e.input.view(), out);
         }
     }
 
@@ -509,15 +491,18 @@ impl Enrichment {
                 (created_at, event_id.to_string(), self.arrivals),
                 Buffered {
                     partition,
-                    event_id: event_id.to_string(),
-                    brand: brands.value(i).to_string(),
-                    kind,
-                    author_id: authors.value(i).to_string(),
-                    author_handle: handles.is_valid(i).then(|| handles.value(i).to_string()),
-                    author_is_org: orgs.value(i),
-                    in_reply_to: parents.is_valid(i).then(|| parents.value(i).to_string()),
-                    compound,
-                    tag: tag.pack(),
+                    input: OwnedInput::of(&LinkInput {
+                        event_id,
+                        brand: brands.value(i),
+                        kind,
+                        author_id: authors.value(i),
+                        author_handle: handles.is_valid(i).then(|| handles.value(i)),
+                        author_is_org: orgs.value(i),
+                        in_reply_to: parents.is_valid(i).then(|| parents.value(i)),
+                        created_at,
+                        compound,
+                        tag: tag.pack(),
+                    }),
                 },
             );
         }

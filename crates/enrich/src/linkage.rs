@@ -189,8 +189,10 @@ struct Held {
     input: OwnedInput,
 }
 
+/// A [`LinkInput`] that owns its strings: for events that wait (held replies here, a reorder
+/// buffer upstream).
 #[derive(Debug, Clone)]
-struct OwnedInput {
+pub struct OwnedInput {
     event_id: String,
     brand: String,
     kind: EventKind,
@@ -204,7 +206,8 @@ struct OwnedInput {
 }
 
 impl OwnedInput {
-    fn of(i: &LinkInput<'_>) -> Self {
+    /// An owned copy of `i`.
+    pub fn of(i: &LinkInput<'_>) -> Self {
         OwnedInput {
             event_id: i.event_id.to_string(),
             brand: i.brand.to_string(),
@@ -219,7 +222,8 @@ impl OwnedInput {
         }
     }
 
-    fn view(&self) -> LinkInput<'_> {
+    /// The borrowed form, for [`Linker::observe`].
+    pub fn view(&self) -> LinkInput<'_> {
         LinkInput {
             event_id: &self.event_id,
             brand: &self.brand,
