@@ -92,6 +92,11 @@ fn idle_partitions_do_not_hold_windows_open() {
 }
 
 #[test]
+fn a_partition_silent_to_the_end_still_gets_every_event_linked() {
+    check("silent_partition");
+}
+
+#[test]
 fn business_hours_across_a_dst_change() {
     check("business_hours_dst");
 }

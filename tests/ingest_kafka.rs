@@ -325,6 +325,49 @@ async fn restart_resumes_at_the_last_acknowledged_batch() {
     assert_eq!(second.committed, BTreeMap::from([(0, 100)]));
 }
 
+/// A bounded run learns that every partition ended, empty ones included and however late the
+/// end is seen: until it does, an assigned partition holds the watermark, and the run's
+/// windows would wait on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_partition_end_reaches_the_pipeline_even_without_messages() {
+    let topic = unique("in");
+    create_topic(&topic, 3).await;
+    // One key: every message on one partition, the other two stay empty.
+    let msgs: Vec<Outgoing> = generated(11, 40)
+        .into_iter()
+        .map(|(mut m, _)| {
+            m.key = Some(b"one-key".to_vec());
+            m
+        })
+        .collect();
+    let coords = produce(&topic, &msgs).await;
+    let used = coords[0].0;
+    assert!(coords.iter().all(|(p, _)| *p == used));
+
+    let cfg = config(&topic, &unique("dlq"));
+    let metrics = Arc::new(IngestMetrics::default());
+    let (handle, mut rx) =
+        source::start(&cfg.kafka, &cfg.ingest, RunMode::UntilEnd, metrics).unwrap();
+    let acker = handle.acker();
+    let mut last_ended = Vec::new();
+    let mut rows = 0;
+    while let Some(b) = recv(&mut rx).await {
+        rows += b.events.num_rows();
+        last_ended.clone_from(&b.ended);
+        acker.ack(&b);
+    }
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows, 40);
+    assert_eq!(
+        last_ended,
+        vec![0, 1, 2],
+        "the last batch says every partition is at its end"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linkage_through_the_broker_finds_who_answers() {
     use cluetrain::generate::{Generator, GeneratorOptions};
@@ -348,7 +391,7 @@ async fn linkage_through_the_broker_finds_who_answers() {
     let mut cfg = config(&topic, &unique("dlq"));
     cfg.brands = brands;
     let observers = Observers::default();
-    pipeline::run(
+    let report = pipeline::run(
         &cfg,
         RunMode::UntilEnd,
         observers.clone(),
@@ -356,12 +399,16 @@ async fn linkage_through_the_broker_finds_who_answers() {
     )
     .await
     .unwrap();
+    assert_eq!(
+        report.late_events, 0,
+        "nothing is late in a replay: {report:?}"
+    );
     let snap = observers.live.snapshot();
     assert_eq!(snap.brands.len(), 5);
     for (brand, c) in &snap.brands {
         assert!(
             c.inbound > 50 && c.responses > 0 && c.broadcasts > 0,
-            "{brand}: {c:?}"
+            "{brand}: {c:?}, {report:?}"
         );
         assert!(c.answered <= c.inbound, "{brand}");
         assert!(

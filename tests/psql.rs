@@ -213,3 +213,106 @@ async fn analysts_query_with_psql_and_cannot_write() {
         "the history is untouched"
     );
 }
+
+/// The running pipeline's own tables: windows before any Parquet exists, late events, dead
+/// letters (no payload), messages still waiting for an answer, and who converses with a brand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_tables_show_what_the_running_pipeline_knows() {
+    use cluetrain_tests::golden::case_dir;
+    use cluetrain_tests::{Outgoing, produce};
+    let input = unique("psql-live-in");
+    create_topic(&input, 1).await;
+    // The late_events case: m1 and m3 in the 10:00 window (m3 within the lateness), t1 and t2
+    // move the watermark to 11:39, m4 arrives 40 minutes behind it: late. Plus one poison message.
+    let case = case_dir("late_events");
+    let mut msgs: Vec<Outgoing> = std::fs::read_to_string(case.join("input.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| Outgoing::new("acme", l.as_bytes().to_vec()))
+        .collect();
+    msgs.push(Outgoing::new("acme", b"{not json".to_vec()));
+    produce(&input, &msgs).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _run = Guard(
+        Command::new(cluetrain_bin())
+            .args(["run", "--config"])
+            .arg(case.join("config.toml"))
+            .env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
+            .env("CLUETRAIN_KAFKA__INPUT_TOPIC", &input)
+            .env("CLUETRAIN_KAFKA__GROUP_ID", unique("psql-live-group"))
+            .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d")
+            .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "")
+            .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("CLUETRAIN_SQL__LISTEN", format!("127.0.0.1:{port}"))
+            .env("CLUETRAIN_SQL__PASSWORD", PASSWORD)
+            .env("CLUETRAIN_SQL__REFRESH_INTERVAL", "100ms")
+            .env("CLUETRAIN_LOG__FILTER", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Until every message is processed: the late event and the dead letter are the last.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = psql(
+            port,
+            PASSWORD,
+            "SELECT (SELECT count(*) FROM late_events) + (SELECT sum(messages) FROM dead_letter_counts)",
+        );
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline did not process the input within 60s: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let q = |sql: &str| rows(&psql(port, PASSWORD, sql));
+    // No Parquet at all: the 10:00 window comes from memory, at its latest revision.
+    // (Its revision depends on how the input was batched: m3 is within the lateness.)
+    let windows = q("SELECT brand, window_start, inbound, closed FROM engagement_windows");
+    assert_eq!(windows.len(), 1, "{windows:?}");
+    assert!(
+        windows[0].starts_with("acme|2026-03-02 10:00:00") && windows[0].ends_with("|2|t"),
+        "{windows:?}"
+    );
+    assert_eq!(
+        q("SELECT event_id, behind_watermark_seconds FROM late_events"),
+        vec!["m4|2400"],
+        "m4 (10:59) arrived behind the 11:39 watermark"
+    );
+    assert_eq!(
+        q("SELECT reason, topic, payload_bytes, kafka_offset FROM dead_letters"),
+        vec![format!("invalid_json|{input}|9|5")]
+    );
+    assert_eq!(
+        q("SELECT reason, messages FROM dead_letter_counts WHERE messages > 0"),
+        vec!["invalid_json|1"]
+    );
+    // Nobody answered: every linked inbound message waits, the oldest first, aged at the
+    // 11:39 watermark. (t2, 11:40, waits in the reorder buffer for the watermark to pass it.)
+    assert_eq!(
+        q("SELECT event_id, department, age_seconds FROM open_conversations"),
+        vec!["m1|support|5340", "m3|support|2460", "t1|support|2040"]
+    );
+    let voices = q("SELECT author_id, conversations, turns, rank FROM voices \
+                    WHERE brand = 'acme' AND day = DATE '2026-03-02' ORDER BY rank");
+    assert_eq!(
+        voices,
+        vec!["u1|1|1|1", "u2|1|1|2", "u3|1|1|3"],
+        "ties ranked by author id"
+    );
+    // The live tables are read-only like the rest.
+    let out = psql(port, PASSWORD, "DELETE FROM open_conversations");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"));
+}

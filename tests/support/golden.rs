@@ -44,6 +44,16 @@ pub async fn run_case(dir: &Path) -> Vec<Value> {
         if let Some(w) = v["_wall_seconds"].as_f64() {
             offset_s = w;
         }
+        if let Some(parts) = v["_assigned"].as_array() {
+            // The consumer's assignment, as the source reports it with each batch.
+            let parts: Vec<i32> = parts
+                .iter()
+                .filter_map(|p| i32::try_from(p.as_i64()?).ok())
+                .collect();
+            job.enrichment
+                .assignment(&parts, &[], base + Duration::from_secs_f64(offset_s));
+            continue;
+        }
         let mut b = EventBatchBuilder::with_capacity(1);
         decoder
             .decode_into(

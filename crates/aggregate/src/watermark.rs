@@ -127,6 +127,15 @@ impl Watermarks {
         w
     }
 
+    /// The latest event time seen on any partition (None before any event). The end of a
+    /// bounded run flushes up to it even when a partition held the watermark back all along.
+    pub fn max_event_time(&self) -> Option<i64> {
+        self.partitions
+            .values()
+            .filter_map(|m| m.max_event_time)
+            .max()
+    }
+
     /// The last computed pipeline watermark.
     pub fn current(&self) -> Option<i64> {
         self.current

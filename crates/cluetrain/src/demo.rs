@@ -106,7 +106,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         config.admin.ready_stall,
     ))?;
     let admin_addr = admin.local_addr()?;
-    let sql = crate::sql_server::SqlServer::start(&config.outputs.parquet_location, &config.sql)?;
+    let sql = crate::sql_server::SqlServer::start(
+        &config.outputs.parquet_location,
+        &config.sql,
+        Some(observers.tables.clone()),
+    )?;
     let sql_addr = sql.local_addr();
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = runtime.spawn(admin.serve(async {

@@ -81,6 +81,8 @@ pub struct Enriched {
     pub facts: RecordBatch,
     /// Rows of `batch` later than the allowed lateness.
     pub late: Vec<usize>,
+    /// For each of `late`: the watermark it was behind, µs.
+    pub late_watermarks: Vec<i64>,
     /// Negative inbound messages to forward to department topics.
     pub forwards: Vec<Forward>,
     /// The pipeline watermark after the batch, µs.
@@ -301,6 +303,16 @@ impl Enrichment {
         self.watermarks.current()
     }
 
+    /// The time the end of a bounded run flushes from: the watermark, or the latest event time
+    /// seen when that is later (a partition that never delivered can hold the watermark back
+    /// to the end). None before any event.
+    pub fn end_time(&self) -> Option<i64> {
+        match (self.watermarks.current(), self.watermarks.max_event_time()) {
+            (Some(w), Some(m)) => Some(w.max(m)),
+            (w, m) => w.or(m),
+        }
+    }
+
     /// Moves the watermark to at least `t` (end of a bounded run) and lets linkage release
     /// what it held; returns the facts that produced.
     pub fn force_watermark(
@@ -360,6 +372,50 @@ impl Enrichment {
         }
     }
 
+    /// The platform, stakeholder type and department a linked event's tag stands for.
+    pub fn describe(&self, tag: u64) -> (&str, &str, &str) {
+        let t = Tag::unpack(tag);
+        (
+            self.platform_name(t.platform),
+            STAKEHOLDERS
+                .get(usize::from(t.stakeholder))
+                .copied()
+                .unwrap_or("unknown"),
+            self.departments
+                .get(usize::from(t.department))
+                .map_or("support", String::as_str),
+        )
+    }
+
+    /// The oldest `max` inbound messages still waiting for their brand's first response, on
+    /// every partition, and how many wait in all.
+    pub fn open_inbound(&self, max: usize) -> (Vec<crate::live_tables::OpenRow>, usize) {
+        let mut open: Vec<enrich::linkage::OpenInbound<'_>> = self
+            .linkers
+            .values()
+            .flat_map(enrich::linkage::Linker::open_inbound)
+            .collect();
+        let total = open.len();
+        if total > max {
+            open.select_nth_unstable_by_key(max, |o| o.created_at);
+            open.truncate(max);
+        }
+        let rows = open
+            .into_iter()
+            .map(|o| {
+                let (platform, _, department) = self.describe(o.tag);
+                crate::live_tables::OpenRow {
+                    brand: o.brand.to_string(),
+                    platform: platform.to_string(),
+                    department: department.to_string(),
+                    event_id: o.event_id.to_string(),
+                    created_at: o.created_at,
+                }
+            })
+            .collect();
+        (rows, total)
+    }
+
     /// Events waiting in the reorder buffer.
     pub fn buffered(&self) -> usize {
         self.reorder.len()
@@ -387,6 +443,7 @@ impl Enrichment {
         let batch = sentiment::append_sentiment_columns(events)?;
         let mut linked = Vec::new();
         let mut late = Vec::new();
+        let mut late_watermarks = Vec::new();
         let column = |name: &'static str| {
             batch
                 .column_by_name(name)
@@ -435,6 +492,7 @@ impl Enrichment {
             let created_at = times.value(i);
             if self.watermarks.is_late(created_at, self.lateness_micros) {
                 late.push(i);
+                late_watermarks.push(self.watermarks.current().unwrap_or_default());
                 self.stats.late += 1;
                 continue;
             }
@@ -526,6 +584,7 @@ impl Enrichment {
             linked,
             facts,
             late,
+            late_watermarks,
             forwards,
             watermark,
         })

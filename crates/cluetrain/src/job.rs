@@ -124,7 +124,7 @@ impl Job {
         &mut self,
         wall: DateTime<Utc>,
     ) -> anyhow::Result<(Vec<WindowRecord>, Vec<Forward>)> {
-        let Some(w) = self.enrichment.watermark() else {
+        let Some(w) = self.enrichment.end_time() else {
             return Ok((self.engine.finish(wall), Vec::new()));
         };
         // Far enough that linkage releases every held reply (their time + horizon), and not

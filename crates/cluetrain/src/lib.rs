@@ -11,6 +11,7 @@ pub mod enrichment;
 pub mod generate;
 pub mod job;
 pub mod kafka_sink;
+pub mod live_tables;
 pub mod metrics;
 pub mod outputs;
 pub mod pipeline;

@@ -70,13 +70,14 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             let _ = stop_rx.await;
         }));
         // SQL over the history, on a runtime of its own (a heavy query cannot stall ingestion).
-        let sql = if config.outputs.parquet_location.is_empty() {
-            None
-        } else {
+        // Its tables: the Parquet history (when outputs.parquet_location is set) and the
+        // pipeline's live tables.
+        let sql = {
             let location = config.outputs.parquet_location.clone();
             let sql_cfg = config.sql.clone();
+            let live = observers.tables.clone();
             let s = tokio::task::spawn_blocking(move || {
-                cluetrain::sql_server::SqlServer::start(&location, &sql_cfg)
+                cluetrain::sql_server::SqlServer::start(&location, &sql_cfg, Some(live))
             })
             .await??;
             tracing::info!(address = %s.local_addr(), user = %config.sql.user, "SQL (Postgres wire) server");
@@ -117,7 +118,8 @@ fn sql(args: &SqlArgs) -> anyhow::Result<ExitCode> {
         rows_max: config.sql.rows_max,
     };
     runtime()?.block_on(async {
-        let ctx = cluetrain::sql::history_context(&config.outputs.parquet_location, limits).await?;
+        let ctx =
+            cluetrain::sql::history_context(&config.outputs.parquet_location, limits, None).await?;
         match cluetrain::sql::query(&ctx, &args.query, limits).await {
             Ok(batches) => {
                 print!("{}", cluetrain::sql::render(&batches, args.format)?);

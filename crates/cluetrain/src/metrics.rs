@@ -127,6 +127,14 @@ struct Totals {
     answers_after_horizon: u64,
     parquet_files: u64,
     forward_dropped: u64,
+    live: crate::live_tables::LiveCounters,
+}
+
+/// Label set of the SQL live tables' evictions.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    /// `engagement_windows_live`, `voices` or `open_conversations`.
+    pub table: String,
 }
 
 /// Every metric of the pipeline stage (ingest registers its own).
@@ -205,6 +213,8 @@ pub struct PipelineMetrics {
     pub parquet_files: Counter,
     /// Negative messages for a forwarding department not kept for forwarding (bound).
     pub forward_dropped: Counter,
+    /// Rows the SQL live tables dropped because their bound (`sql.*_max`) was reached.
+    pub sql_live_evictions: Family<TableLabels, Counter>,
     totals: Mutex<Totals>,
 }
 
@@ -249,6 +259,7 @@ impl PipelineMetrics {
             answers_after_horizon: Counter::default(),
             parquet_files: Counter::default(),
             forward_dropped: Counter::default(),
+            sql_live_evictions: Family::default(),
             totals: Mutex::new(Totals::default()),
         };
         let mut departments = vec![config.departments.default.clone()];
@@ -513,6 +524,7 @@ impl PipelineMetrics {
             answers_after_horizon: enrich.answers_after_horizon,
             parquet_files,
             forward_dropped: enrich.forward_dropped,
+            live: t.live,
         };
         let add = |c: &Counter, new: u64, old: u64| {
             if new > old {
@@ -547,6 +559,34 @@ impl PipelineMetrics {
             t.forward_dropped,
         );
         *t = now;
+    }
+
+    /// Brings the SQL live tables' eviction counters up to date.
+    pub fn observe_live_tables(&self, live: crate::live_tables::LiveCounters) {
+        let Ok(mut t) = self.totals.lock() else {
+            return;
+        };
+        for (table, new, old) in [
+            (
+                "engagement_windows_live",
+                live.windows_evicted,
+                t.live.windows_evicted,
+            ),
+            ("voices", live.voices_evicted, t.live.voices_evicted),
+            (
+                "open_conversations",
+                live.open_left_out,
+                t.live.open_left_out,
+            ),
+        ] {
+            let c = self.sql_live_evictions.get_or_create(&TableLabels {
+                table: table.to_string(),
+            });
+            if new > old {
+                c.inc_by(new - old);
+            }
+        }
+        t.live = live;
     }
 
     /// Registers every metric under `registry`.
@@ -715,6 +755,11 @@ impl PipelineMetrics {
             "cluetrain_answers_after_horizon",
             "Responses later than the horizon after their message (not counted as answers)",
             self.answers_after_horizon.clone(),
+        );
+        r.register(
+            "cluetrain_sql_live_evictions",
+            "Rows the SQL live tables left out because sql.live_windows_max, sql.voices_max or sql.open_conversations_max was reached",
+            self.sql_live_evictions.clone(),
         );
         r.register(
             "cluetrain_forward_dropped",

@@ -23,6 +23,7 @@ use tracing::{error, info};
 use crate::admin::Health;
 use crate::enrichment::Forward;
 use crate::job::{Job, Step};
+use crate::live_tables::{DeadRow, LateRow, LiveLimits, LiveTables, Voice};
 use crate::metrics::PipelineMetrics;
 use crate::outputs::kafka::{OutMessage, OutputProducer};
 use crate::outputs::parquet::ParquetSink;
@@ -62,6 +63,8 @@ pub struct Observers {
     pub health: Arc<Health>,
     /// Live figures for the terminal summary.
     pub live: Arc<LiveStats>,
+    /// What the SQL server shows of the running pipeline.
+    pub tables: Arc<LiveTables>,
 }
 
 impl Observers {
@@ -78,10 +81,139 @@ impl Observers {
                 pipeline: Some(pipeline),
                 health: Arc::new(Health::new()),
                 live: Arc::new(LiveStats::default()),
+                tables: Arc::new(LiveTables::new(LiveLimits::of(&config.sql))),
             },
             registry,
         )
     }
+}
+
+/// The inbound messages of `linked` as `voices` sees them.
+fn voices<'a>(
+    job: &'a Job,
+    linked: &'a [enrich::linkage::Linked],
+) -> impl Iterator<Item = Voice<'a>> + 'a {
+    linked.iter().filter_map(move |l| match l {
+        enrich::linkage::Linked::Event {
+            brand,
+            author_id,
+            created_at,
+            role: enrich::linkage::Role::Inbound,
+            root,
+            compound,
+            tag,
+            ..
+        } => Some(Voice {
+            brand,
+            author_id,
+            stakeholder: job.enrichment.describe(*tag).1,
+            root,
+            created_at: *created_at,
+            compound: *compound,
+        }),
+        _ => None,
+    })
+}
+
+/// Feeds the live SQL tables with what one batch did; `open_conversations` is refreshed at
+/// most every `sql.refresh_interval` (it walks all linkage state).
+fn feed_tables(
+    tables: &LiveTables,
+    job: &Job,
+    batch: &IngestBatch,
+    step: &Step,
+    watermark_before: Option<i64>,
+    last_open_refresh: &mut Option<Instant>,
+    refresh_interval: std::time::Duration,
+) {
+    let now = chrono::Utc::now().timestamp_micros();
+    tables.windows(&step.records);
+    tables.voices(voices(job, &step.enriched.linked));
+    if !batch.rejects.is_empty() {
+        tables.dead_letters(batch.rejects.iter().map(|r| DeadRow {
+            received_at: now,
+            reason: r.reason.as_str(),
+            detail: r.detail.clone(),
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            payload_bytes: r.payload.as_ref().map_or(0, |p| p.len() as i64),
+        }));
+    }
+    if !step.enriched.late.is_empty() {
+        let b = &step.enriched.batch;
+        let s = |name: &str| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+        };
+        let (ids, brands, platforms, kinds) = (
+            s(model::schema::col::EVENT_ID),
+            s(model::schema::col::BRAND),
+            s(model::schema::col::PLATFORM),
+            s(model::schema::col::KIND),
+        );
+        let times = b
+            .column_by_name(model::schema::col::CREATED_AT)
+            .and_then(|c| c.as_primitive_opt::<arrow_array::types::TimestampMicrosecondType>());
+        let parts = b
+            .column_by_name(model::schema::col::KAFKA_PARTITION)
+            .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int32Type>());
+        let offs = b
+            .column_by_name(model::schema::col::KAFKA_OFFSET)
+            .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>());
+        if let (
+            Some(ids),
+            Some(brands),
+            Some(platforms),
+            Some(kinds),
+            Some(times),
+            Some(parts),
+            Some(offs),
+        ) = (ids, brands, platforms, kinds, times, parts, offs)
+        {
+            let marks = &step.enriched.late_watermarks;
+            tables.late(
+                step.enriched
+                    .late
+                    .iter()
+                    .enumerate()
+                    .map(|(n, &i)| LateRow {
+                        event_id: ids.value(i).to_string(),
+                        brand: brands.value(i).to_string(),
+                        platform: platforms.value(i).to_string(),
+                        kind: kinds.value(i).to_string(),
+                        created_at: times.value(i),
+                        watermark: marks.get(n).copied().or(watermark_before),
+                        arrived_at: now,
+                        partition: parts.value(i),
+                        offset: offs.value(i),
+                    }),
+            );
+        }
+    }
+    refresh_open(
+        tables,
+        job,
+        step.enriched.watermark,
+        last_open_refresh,
+        refresh_interval,
+    );
+}
+
+/// Refreshes `open_conversations` from linkage state when `sql.refresh_interval` has passed.
+fn refresh_open(
+    tables: &LiveTables,
+    job: &Job,
+    watermark: Option<i64>,
+    last: &mut Option<Instant>,
+    interval: std::time::Duration,
+) {
+    if last.is_some_and(|t| t.elapsed() < interval) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let (open, total) = job.enrichment.open_inbound(tables.limits().open_max);
+    tables.set_open(open, total, watermark);
 }
 
 /// Header on late events: the pipeline watermark when the event arrived (RFC 3339).
@@ -107,14 +239,21 @@ fn messages(
     let times = batch
         .column_by_name(model::schema::col::CREATED_AT)
         .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>().cloned());
-    for &row in &step.enriched.late {
+    for (n, &row) in step.enriched.late.iter().enumerate() {
         let json = crate::outputs::event_json(batch, row);
         let key = brands
             .as_ref()
             .map(|b| b.value(row).as_bytes().to_vec())
             .unwrap_or_default();
         let mut headers = Vec::new();
-        if let Some(w) = watermark_before {
+        // The watermark the event was judged against (it moves within a batch).
+        if let Some(w) = step
+            .enriched
+            .late_watermarks
+            .get(n)
+            .copied()
+            .or(watermark_before)
+        {
             headers.push((
                 LATE_WATERMARK_HEADER,
                 chrono::DateTime::<chrono::Utc>::from_timestamp_micros(w)
@@ -257,18 +396,33 @@ pub async fn run(
     // delivered, so that the source's closing commit never runs ahead of them.
     let mut deferred: Option<IngestBatch> = None;
     let mut last_backlog: Option<Instant> = None;
+    let mut last_open_refresh: Option<Instant> = None;
     tokio::pin!(shutdown);
     let mut stopping = false;
     // Parquet is flushed on its interval even when no batch arrives.
-    let mut tick = tokio::time::interval(config.outputs.parquet_flush_interval.clamp(
-        std::time::Duration::from_millis(100),
-        std::time::Duration::from_secs(60),
-    ));
+    let mut tick = tokio::time::interval(
+        config
+            .outputs
+            .parquet_flush_interval
+            .min(config.sql.refresh_interval)
+            .clamp(
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_secs(60),
+            ),
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let batch = tokio::select! {
             b = batches.recv() => b,
             _ = tick.tick() => {
+                // Also when idle: answers and expiries since the last batch show up.
+                refresh_open(
+                    &observers.tables,
+                    &job,
+                    job.enrichment.watermark(),
+                    &mut last_open_refresh,
+                    config.sql.refresh_interval,
+                );
                 if let Some(p) = parquet.as_mut()
                     && p.due()
                     && let Err(e) = p.flush().await
@@ -349,6 +503,18 @@ pub async fn run(
             .live
             .observe_linked(&step.enriched.linked, horizon_micros);
         observers.live.set_watermark(step.enriched.watermark);
+        feed_tables(
+            &observers.tables,
+            &job,
+            &batch,
+            &step,
+            watermark_before,
+            &mut last_open_refresh,
+            config.sql.refresh_interval,
+        );
+        if let Some(m) = &observers.pipeline {
+            m.observe_live_tables(observers.tables.counters());
+        }
         report.batches += 1;
         report.events += batch.events.num_rows() as u64;
         report.dead_letters += batch.rejects.len() as u64;
@@ -372,6 +538,14 @@ pub async fn run(
                 observers
                     .live
                     .observe_linked(&job.finished_links, horizon_micros);
+                observers.tables.windows(&records);
+                observers.tables.voices(voices(&job, &job.finished_links));
+                let (open, total) = job
+                    .enrichment
+                    .open_inbound(config.sql.open_conversations_max);
+                observers
+                    .tables
+                    .set_open(open, total, job.enrichment.watermark());
                 report.window_records += records.len() as u64;
                 report.final_records += records.iter().filter(|r| r.is_final).count() as u64;
                 if let Some(p) = parquet.as_mut() {

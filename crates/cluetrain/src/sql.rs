@@ -1,9 +1,11 @@
-//! Read-only SQL over the window history (Parquet) for analysts: `cluetrain sql "SELECT ..."`
-//! and the tables the Postgres-wire server will serve.
+//! Read-only SQL for analysts: `cluetrain sql "SELECT ..."` over the window history (Parquet),
+//! and the Postgres-wire server of a running pipeline, which adds its live tables
+//! ([`crate::live_tables`]: late_events, dead_letters, open_conversations, voices...).
 //!
-//! Tables (docs/outputs.md describes their columns):
-//! * `engagement_windows`: the latest revision of every window (one row per window key);
-//! * `engagement_window_revisions`: every revision, as written;
+//! Tables (docs/sql.md describes them):
+//! * `engagement_windows`: the latest revision of every window (one row per window key), over
+//!   the history and, in a running pipeline, what it emitted that is not in Parquet yet;
+//! * `engagement_window_revisions`: every revision, as written to Parquet;
 //! * `engagement_window_departments` / `engagement_window_department_revisions`: the same for
 //!   the per-department figures.
 //!
@@ -27,6 +29,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use model::window_record::arrow_form;
 
+use crate::live_tables::LiveTables;
 use crate::outputs::parquet::{DEPARTMENTS_DIR, WINDOWS_DIR};
 
 /// Limits on one query.
@@ -45,10 +48,13 @@ const WINDOW_KEY: &str = "brand, platform, stakeholder, department, window_start
 const DEPARTMENT_KEY: &str =
     "brand, platform, stakeholder, window_start, window_seconds, department";
 
-/// A session over the Parquet history under `location` (as `outputs.parquet_location`).
+/// A session over the Parquet history under `location` (as `outputs.parquet_location`) and,
+/// in a running pipeline, its live tables. With live tables `location` may be empty (no
+/// history: `engagement_windows` is then what this process emitted).
 pub async fn history_context(
     location: &str,
     limits: QueryLimits,
+    live: Option<&Arc<LiveTables>>,
 ) -> anyhow::Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(limits.memory_bytes_max, 1.0)
@@ -56,53 +62,67 @@ pub async fn history_context(
         .context("internal: building the query runtime")?;
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
-    let base = table_base(location, &ctx)?;
-    for (table, dir, schema) in [
-        (
-            "engagement_window_revisions",
-            WINDOWS_DIR,
-            arrow_form::window_schema(),
-        ),
-        (
-            "engagement_window_department_revisions",
-            DEPARTMENTS_DIR,
-            arrow_form::department_schema(),
-        ),
-    ] {
-        let url = format!("{base}{dir}/");
-        if let Some(local) = url.strip_prefix("file://") {
-            std::fs::create_dir_all(local)
-                .with_context(|| format!("creating {local} (the history's directory)"))?;
+    let history = !location.is_empty() || live.is_none();
+    if history {
+        let base = table_base(location, &ctx)?;
+        for (table, dir, schema) in [
+            (
+                "engagement_window_revisions",
+                WINDOWS_DIR,
+                arrow_form::window_schema(),
+            ),
+            (
+                "engagement_window_department_revisions",
+                DEPARTMENTS_DIR,
+                arrow_form::department_schema(),
+            ),
+        ] {
+            let url = format!("{base}{dir}/");
+            if let Some(local) = url.strip_prefix("file://") {
+                std::fs::create_dir_all(local)
+                    .with_context(|| format!("creating {local} (the history's directory)"))?;
+            }
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
+            let cfg = ListingTableConfig::new(
+                ListingTableUrl::parse(&url).with_context(|| format!("history location {url}"))?,
+            )
+            .with_listing_options(options)
+            .with_schema(schema);
+            let t = ListingTable::try_new(cfg).context("opening the history table")?;
+            ctx.register_table(table, Arc::new(t))
+                .context("registering the history table")?;
         }
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)]);
-        let cfg = ListingTableConfig::new(
-            ListingTableUrl::parse(&url).with_context(|| format!("history location {url}"))?,
-        )
-        .with_listing_options(options)
-        .with_schema(schema);
-        let t = ListingTable::try_new(cfg).context("opening the history table")?;
-        ctx.register_table(table, Arc::new(t))
-            .context("registering the history table")?;
     }
-    // Views for the current figures: the highest revision per key.
-    for (view, table, key) in [
+    if let Some(live) = live {
+        live.register(&ctx)?;
+    }
+    // Views for the current figures: the highest revision per key, over the history and what
+    // the running pipeline emitted since (the same revision in both is the same row).
+    for (view, table, live_table, key) in [
         (
             "engagement_windows",
             "engagement_window_revisions",
+            "engagement_windows_live",
             WINDOW_KEY,
         ),
         (
             "engagement_window_departments",
             "engagement_window_department_revisions",
+            "engagement_window_departments_live",
             DEPARTMENT_KEY,
         ),
     ] {
+        let source = match (history, live.is_some()) {
+            (true, true) => format!("(SELECT * FROM {table} UNION ALL SELECT * FROM {live_table})"),
+            (true, false) => table.to_string(),
+            (false, _) => live_table.to_string(),
+        };
         let sql = format!(
             "CREATE VIEW {view} AS SELECT * EXCLUDE (revision_rank) FROM (SELECT *, \
              row_number() OVER (PARTITION BY {key} ORDER BY revision DESC) AS revision_rank \
-             FROM {table}) WHERE revision_rank = 1"
+             FROM {source}) WHERE revision_rank = 1"
         );
         ctx.sql(&sql)
             .await

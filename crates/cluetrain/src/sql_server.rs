@@ -333,7 +333,12 @@ pub struct SqlServer {
 impl SqlServer {
     /// Opens the history under `location`, binds `config.sql.listen` and serves on a thread
     /// with its own Tokio runtime. Errors name the setting.
-    pub fn start(location: &str, sql: &model::config::SqlConfig) -> anyhow::Result<Self> {
+    /// `live`: the running pipeline's tables, when there is one.
+    pub fn start(
+        location: &str,
+        sql: &model::config::SqlConfig,
+        live: Option<Arc<crate::live_tables::LiveTables>>,
+    ) -> anyhow::Result<Self> {
         let limits = crate::sql::QueryLimits {
             memory_bytes_max: sql.memory_bytes_max,
             timeout: sql.query_timeout,
@@ -346,7 +351,7 @@ impl SqlServer {
             .build()
             .context("starting the SQL runtime")?;
         let (ctx, listener) = rt.block_on(async {
-            let ctx = crate::sql::history_context(location, limits).await?;
+            let ctx = crate::sql::history_context(location, limits, live.as_ref()).await?;
             let listener = TcpListener::bind(sql.listen).await.with_context(|| {
                 format!(
                     "sql.listen {}: cannot bind the Postgres-wire server",

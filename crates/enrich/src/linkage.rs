@@ -107,6 +107,8 @@ pub enum Linked {
         event_id: String,
         /// Its brand.
         brand: String,
+        /// Its author (the voices table: who converses with the brand).
+        author_id: String,
         /// Its time, µs.
         created_at: i64,
         /// Its role.
@@ -152,6 +154,19 @@ pub enum Linked {
         /// The inbound message's tag.
         tag: u64,
     },
+}
+
+/// An inbound message awaiting an answer ([`Linker::open_inbound`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenInbound<'a> {
+    /// The message.
+    pub event_id: &'a str,
+    /// Its brand.
+    pub brand: &'a str,
+    /// When it was written, µs.
+    pub created_at: i64,
+    /// Its tag.
+    pub tag: u64,
 }
 
 /// Counters of one linker; they only grow.
@@ -289,6 +304,20 @@ impl Linker {
         self.nodes.len() + self.held_count
     }
 
+    /// The inbound messages still waiting for their brand's first response (within the
+    /// horizon: older ones have expired), in no particular order.
+    pub fn open_inbound(&self) -> impl Iterator<Item = OpenInbound<'_>> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.role == Role::Inbound && !n.answered)
+            .map(|(id, n)| OpenInbound {
+                event_id: id,
+                brand: &n.brand,
+                created_at: n.created_at,
+                tag: n.tag,
+            })
+    }
+
     fn is_brand_author(&self, e: &LinkInput<'_>) -> bool {
         match self.cfg.accounts.get(e.brand).filter(|a| !a.is_empty()) {
             Some(accounts) => {
@@ -411,6 +440,7 @@ impl Linker {
         out.push(Linked::Event {
             event_id: e.event_id.to_string(),
             brand: e.brand.to_string(),
+            author_id: e.author_id.to_string(),
             created_at: e.created_at,
             role,
             answers: answers.clone(),
@@ -599,6 +629,34 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn open_inbound_lists_what_waits_for_an_answer_until_it_expires() {
+        let mut l = linker(1000);
+        let mut out = Vec::new();
+        l.observe(&ev("m1", EventKind::Mention, "u1", None, 0), &mut out);
+        l.observe(&ev("m2", EventKind::Mention, "u2", None, MIN), &mut out);
+        l.observe(
+            &ev("r1", EventKind::Reply, "acme_help", Some("m1"), 2 * MIN),
+            &mut out,
+        );
+        let open: Vec<(&str, i64)> = l
+            .open_inbound()
+            .map(|o| (o.event_id, o.created_at))
+            .collect();
+        assert_eq!(open, vec![("m2", MIN)], "m1 was answered, r1 is no inbound");
+        let authors: Vec<&str> = out
+            .iter()
+            .filter_map(|x| match x {
+                Linked::Event { author_id, .. } => Some(author_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(authors, vec!["u1", "u2", "acme_help"]);
+        // Past the horizon the message has expired: no longer open.
+        l.advance(MIN + 24 * 60 * MIN + 1, &mut out);
+        assert_eq!(l.open_inbound().count(), 0);
     }
 
     #[test]

@@ -347,13 +347,18 @@ struct Pending {
     messages: u64,
     bytes: u64,
     opened: Option<Instant>,
-    /// Bounded runs: the partitions that reached their end.
+    /// Bounded runs: the partitions at their end now (a message from one takes it out again).
     at_end: BTreeSet<i32>,
+    /// The `at_end` set the last emitted batch carried.
+    reported_end: BTreeSet<i32>,
 }
 
 impl Pending {
+    /// Nothing to send: no messages, and no partition reached its end since the last batch.
+    /// A partition's end must reach the pipeline even when no message follows it (an empty
+    /// partition, or an end seen after the last batch): until then it holds the watermark.
     fn is_empty(&self) -> bool {
-        self.messages == 0
+        self.messages == 0 && self.at_end == self.reported_end
     }
 }
 
@@ -368,6 +373,7 @@ impl Worker {
             bytes: 0,
             opened: None,
             at_end: BTreeSet::new(),
+            reported_end: BTreeSet::new(),
         };
         let mut seq = 0u64;
         let poll_max = Duration::from_millis(100);
@@ -387,7 +393,10 @@ impl Worker {
                 None => {}
                 Some(Ok(msg)) => self.take(&msg, &mut pending, &mut log_limiter),
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    pending.at_end.insert(p);
+                    if pending.at_end.insert(p) && pending.opened.is_none() {
+                        // Sent within `ingest.batch_wait_max`, with or without messages.
+                        pending.opened = Some(Instant::now());
+                    }
                     debug!(partition = p, "partition at end");
                 }
                 Some(Err(e)) => {
@@ -498,6 +507,8 @@ impl Worker {
         p.messages += 1;
         p.bytes += len;
         p.offsets.insert(msg.partition(), msg.offset() + 1);
+        // Not at its end any more (a bounded run over a topic that is still written to).
+        p.at_end.remove(&msg.partition());
         let now = chrono::Utc::now().timestamp_micros();
         match self
             .decoder
@@ -568,6 +579,7 @@ impl Worker {
                 Vec::new()
             },
         };
+        p.reported_end.clone_from(&p.at_end);
         p.opened = None;
         *seq += 1;
         self.metrics.count_batch(trigger);

@@ -59,6 +59,18 @@ pub struct SqlConfig {
     pub query_timeout: Duration,
     /// Rows one query returns at most.
     pub rows_max: usize,
+    /// Windows (latest revision each) the running pipeline keeps for `engagement_windows`
+    /// before they reach Parquet; the oldest window end is evicted first.
+    pub live_windows_max: usize,
+    /// Recent late events and dead letters kept for `late_events` / `dead_letters`, each.
+    pub samples_max: usize,
+    /// Author-days tracked for `voices`; the oldest day is evicted first.
+    pub voices_max: usize,
+    /// Rows of `open_conversations` (the oldest waiting messages are kept).
+    pub open_conversations_max: usize,
+    /// How often `open_conversations` is refreshed from linkage state.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
 }
 
 impl Default for SqlConfig {
@@ -70,6 +82,11 @@ impl Default for SqlConfig {
             memory_bytes_max: 512 << 20,
             query_timeout: Duration::from_secs(30),
             rows_max: 100_000,
+            live_windows_max: 100_000,
+            samples_max: 1_000,
+            voices_max: 200_000,
+            open_conversations_max: 10_000,
+            refresh_interval: Duration::from_secs(5),
         }
     }
 }
@@ -813,6 +830,22 @@ impl Config {
         }
         if !(1..=100_000_000).contains(&q.rows_max) {
             bad("sql.rows_max", "must be between 1 and 100000000".into());
+        }
+        for (key, v) in [
+            ("sql.live_windows_max", q.live_windows_max),
+            ("sql.samples_max", q.samples_max),
+            ("sql.voices_max", q.voices_max),
+            ("sql.open_conversations_max", q.open_conversations_max),
+        ] {
+            if !(1..=100_000_000).contains(&v) {
+                bad(key, "must be between 1 and 100000000".into());
+            }
+        }
+        if q.refresh_interval.is_zero() {
+            bad(
+                "sql.refresh_interval",
+                "must be greater than zero (default \"5s\")".into(),
+            );
         }
         let o = &self.outputs;
         if !o.windows_topic.is_empty()
