@@ -286,7 +286,7 @@ async fn live_tables_show_what_the_running_pipeline_knows() {
         "{windows:?}"
     );
     assert_eq!(
-        q("SELECT event_id, behind_watermark_seconds FROM late_events"),
+        q("SELECT event_id, CAST(behind_watermark_seconds AS BIGINT) FROM late_events"),
         vec!["m4|2400"],
         "m4 (10:59) arrived behind the 11:39 watermark"
     );
@@ -301,7 +301,7 @@ async fn live_tables_show_what_the_running_pipeline_knows() {
     // Nobody answered: every linked inbound message waits, the oldest first, aged at the
     // 11:39 watermark. (t2, 11:40, waits in the reorder buffer for the watermark to pass it.)
     assert_eq!(
-        q("SELECT event_id, department, age_seconds FROM open_conversations"),
+        q("SELECT event_id, department, CAST(age_seconds AS BIGINT) FROM open_conversations"),
         vec!["m1|support|5340", "m3|support|2460", "t1|support|2040"]
     );
     let voices = q("SELECT author_id, conversations, turns, rank FROM voices \
