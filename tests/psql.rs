@@ -251,6 +251,8 @@ async fn live_tables_show_what_the_running_pipeline_knows() {
             .env("CLUETRAIN_SQL__LISTEN", format!("127.0.0.1:{port}"))
             .env("CLUETRAIN_SQL__PASSWORD", PASSWORD)
             .env("CLUETRAIN_SQL__REFRESH_INTERVAL", "100ms")
+            .env("CLUETRAIN_SQL__ROWS_MAX", "5")
+            .env("CLUETRAIN_SQL__QUERY_TIMEOUT", "3s")
             .env("CLUETRAIN_LOG__FILTER", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -310,6 +312,29 @@ async fn live_tables_show_what_the_running_pipeline_knows() {
         voices,
         vec!["u1|1|1|1", "u2|1|1|2", "u3|1|1|3"],
         "ties ranked by author id"
+    );
+    // Every query is capped (sql.rows_max = 5) and stopped at sql.query_timeout (3 s).
+    assert_eq!(
+        q("SELECT x FROM unnest(range(1, 1000)) AS t(x)").len(),
+        5,
+        "rows_max caps what a query returns"
+    );
+    let started = Instant::now();
+    let out = psql(
+        port,
+        PASSWORD,
+        "SELECT count(*) FROM unnest(range(1, 200000)) AS a(x) \
+         CROSS JOIN unnest(range(1, 200000)) AS b(y)",
+    );
+    assert!(
+        !out.status.success(),
+        "a 4e10-row join cannot finish in 3 s"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sql.query_timeout"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stopped near the timeout, not run to the end"
     );
     // The live tables are read-only like the rest.
     let out = psql(port, PASSWORD, "DELETE FROM open_conversations");

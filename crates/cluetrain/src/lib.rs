@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod settings;
 pub mod sql;
+pub mod sql_limits;
 pub mod sql_server;
 pub mod stats;
 pub mod telemetry;

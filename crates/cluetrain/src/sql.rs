@@ -25,12 +25,14 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use model::window_record::arrow_form;
 
 use crate::live_tables::LiveTables;
 use crate::outputs::parquet::{DEPARTMENTS_DIR, WINDOWS_DIR};
+use crate::sql_limits::QueryLimitsRule;
 
 /// Limits on one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +63,16 @@ pub async fn history_context(
         .build_arc()
         .context("internal: building the query runtime")?;
     let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(QueryLimitsRule {
+            rows_max: limits.rows_max,
+            timeout: limits.timeout,
+        }))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     let history = !location.is_empty() || live.is_none();
     if history {
         let base = table_base(location, &ctx)?;

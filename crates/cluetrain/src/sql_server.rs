@@ -8,8 +8,9 @@
 //! `EXPLAIN ANALYZE INSERT`. Refusals are SQLSTATE 25006 (read_only_sql_transaction) with a
 //! message that says what is allowed. `SET datafusion.*` is refused because the session is
 //! shared by every connection. The server runs on a runtime of its own
-//! ([`SqlServer::start`]), so a heavy query cannot stall ingestion, and under the memory limit
-//! of [`crate::sql::history_context`].
+//! ([`SqlServer::start`]), so a heavy query cannot stall ingestion, and every query under the
+//! memory limit, row cap and timeout of [`crate::sql::history_context`]
+//! ([`crate::sql_limits`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
