@@ -341,3 +341,45 @@ async fn live_tables_show_what_the_running_pipeline_knows() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"));
 }
+
+/// With no password configured (allowed on loopback only), psql connects without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_on_loopback_means_no_prompt() {
+    let input = unique("psql-trust-in");
+    create_topic(&input, 1).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _run = Guard(
+        Command::new(cluetrain_bin())
+            .arg("run")
+            .env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
+            .env("CLUETRAIN_KAFKA__INPUT_TOPIC", &input)
+            .env("CLUETRAIN_KAFKA__GROUP_ID", unique("psql-trust-group"))
+            .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "")
+            .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("CLUETRAIN_SQL__LISTEN", format!("127.0.0.1:{port}"))
+            .env("CLUETRAIN_SQL__PASSWORD", "")
+            .env("CLUETRAIN_LOG__FILTER", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = psql(port, "", "SELECT count(*) FROM dead_letter_counts");
+        if out.status.success() {
+            assert_eq!(rows(&out), vec!["6"], "one row per reject reason");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no connection without a password: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

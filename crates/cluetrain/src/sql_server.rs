@@ -1,5 +1,6 @@
 //! SQL for analysts over the Postgres wire protocol (datafusion-postgres / pgwire), locked
-//! down: password authentication for one configured user, and only read-only statements.
+//! down: password authentication for one configured user (no password only on loopback, where
+//! the configuration allows an empty `sql.password`), and only read-only statements.
 //!
 //! Every statement is checked twice: against an allowlist on the parsed statement (SELECT,
 //! EXPLAIN, SHOW, and what clients send on connect: SET of client settings, BEGIN/COMMIT,
@@ -31,6 +32,7 @@ use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
+use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
 use datafusion_postgres::pgwire::api::auth::{
     AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
 };
@@ -39,8 +41,10 @@ use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryH
 use datafusion_postgres::pgwire::api::results::Response;
 use datafusion_postgres::pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use datafusion_postgres::pgwire::tokio::process_socket;
 use datafusion_postgres::{DfSessionService, QueryHook};
+use futures::Sink;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -231,6 +235,45 @@ impl QueryHook for ReadOnlyHook {
     }
 }
 
+// ---------- (a') no password: trust, on loopback only ----------
+/// Connections without authentication: used when `sql.password` is empty, which the
+/// configuration allows only when `sql.listen` is a loopback address.
+#[derive(Debug)]
+struct Trust {
+    connections: Arc<ConnectionManager>,
+}
+
+impl NoopStartupHandler for Trust {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
+
+/// The startup handler of one connection: password or trust.
+enum Startup {
+    Password(Box<CleartextPasswordAuthStartupHandler<SingleUser, DefaultServerParameterProvider>>),
+    Trust(Trust),
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Password(h) => h.on_startup(client, message).await,
+            Startup::Trust(h) => h.on_startup(client, message).await,
+        }
+    }
+}
+
 // ---------- handler factory (HandlerFactory in the crate is private) ----------
 struct ReadOnlyHandlers {
     session: Arc<DfSessionService>,
@@ -247,13 +290,18 @@ impl PgWireServerHandlers for ReadOnlyHandlers {
     }
     // Called once per connection: build a fresh (stateful) startup handler each time.
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(
+        if self.auth.password.is_empty() {
+            return Arc::new(Startup::Trust(Trust {
+                connections: self.connections.clone(),
+            }));
+        }
+        Arc::new(Startup::Password(Box::new(
             CleartextPasswordAuthStartupHandler::new(
                 self.auth.clone(),
                 DefaultServerParameterProvider::default(),
             )
             .with_connection_manager(self.connections.clone()),
-        )
+        )))
     }
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         Arc::new(DefaultCancelHandler::new(self.connections.clone()))
