@@ -259,15 +259,19 @@ async fn live_tables_show_what_the_running_pipeline_knows() {
             .spawn()
             .unwrap(),
     );
-    // Until every message is processed: the late event and the dead letter are the last.
+    // Until every message is processed (the late event and the dead letter are the last) and
+    // the open conversations are refreshed.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = psql(
             port,
             PASSWORD,
-            "SELECT (SELECT count(*) FROM late_events) + (SELECT sum(messages) FROM dead_letter_counts)",
+            "SELECT (SELECT count(*) FROM late_events) || '/' || \
+             (SELECT sum(messages) FROM dead_letter_counts) || '/' || \
+             (SELECT count(*) FROM open_conversations)",
         );
-        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "2" {
+        // open_conversations is refreshed every 100 ms: wait for the refresh after the input.
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1/1/3" {
             break;
         }
         assert!(
