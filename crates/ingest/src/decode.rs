@@ -262,6 +262,11 @@ fn parse(text: &str) -> Result<WireEvent<'_>, Reject> {
     serde_json::from_str::<WireEvent<'_>>(text).map_err(|e| {
         let reason = match e.classify() {
             serde_json::error::Category::Data => RejectReason::SchemaViolation,
+            // Some field deserializers report a wrong type (`"kind": 5`) as "expected value":
+            // valid JSON that does not fit the schema is a schema violation.
+            _ if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
+                RejectReason::SchemaViolation
+            }
             _ => RejectReason::InvalidJson,
         };
         Reject::new(reason, e.to_string())
@@ -417,6 +422,11 @@ mod tests {
         assert_eq!(
             r(Some(GOOD.replace("reply", "tweet").as_bytes())),
             RejectReason::SchemaViolation
+        );
+        assert_eq!(
+            r(Some(GOOD.replace("\"reply\"", "5").as_bytes())),
+            RejectReason::SchemaViolation,
+            "a wrong type in valid JSON is a schema violation"
         );
         assert_eq!(
             r(Some(GOOD.replace("12.0", "-1").as_bytes())),
