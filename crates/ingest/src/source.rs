@@ -340,6 +340,9 @@ struct Worker {
 }
 
 /// The batch being filled.
+/// How long a partition stays at its end, with no message, before a bounded run believes it.
+const END_SETTLE: Duration = Duration::from_secs(1);
+
 struct Pending {
     builder: EventBatchBuilder,
     rejects: Vec<Rejected>,
@@ -348,8 +351,8 @@ struct Pending {
     bytes: u64,
     opened: Option<Instant>,
     /// Bounded runs: the partitions at their end now (a message from one takes it out again).
-    at_end: BTreeSet<i32>,
-    /// The `at_end` set the last emitted batch carried.
+    at_end: BTreeMap<i32, Instant>,
+    /// The settled ends the last emitted batch carried.
     reported_end: BTreeSet<i32>,
 }
 
@@ -358,7 +361,19 @@ impl Pending {
     /// A partition's end must reach the pipeline even when no message follows it (an empty
     /// partition, or an end seen after the last batch): until then it holds the watermark.
     fn is_empty(&self) -> bool {
-        self.messages == 0 && self.at_end == self.reported_end
+        self.messages == 0 && self.settled_ends() == self.reported_end
+    }
+
+    /// Partitions at their end for at least [`END_SETTLE`] with no message since: only these
+    /// count as ended. Tansu can report a partition's end (its high watermark) before data
+    /// produced earlier is visible; an end believed too early would release the watermark
+    /// and make that partition's events late.
+    fn settled_ends(&self) -> BTreeSet<i32> {
+        self.at_end
+            .iter()
+            .filter(|(_, t)| t.elapsed() >= END_SETTLE)
+            .map(|(p, _)| *p)
+            .collect()
     }
 }
 
@@ -372,7 +387,7 @@ impl Worker {
             messages: 0,
             bytes: 0,
             opened: None,
-            at_end: BTreeSet::new(),
+            at_end: BTreeMap::new(),
             reported_end: BTreeSet::new(),
         };
         let mut seq = 0u64;
@@ -393,10 +408,7 @@ impl Worker {
                 None => {}
                 Some(Ok(msg)) => self.take(&msg, &mut pending, &mut log_limiter),
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    if pending.at_end.insert(p) && pending.opened.is_none() {
-                        // Sent within `ingest.batch_wait_max`, with or without messages.
-                        pending.opened = Some(Instant::now());
-                    }
+                    pending.at_end.entry(p).or_insert_with(Instant::now);
                     debug!(partition = p, "partition at end");
                 }
                 Some(Err(e)) => {
@@ -413,7 +425,13 @@ impl Worker {
             {
                 queue_open = self.emit(&mut pending, &mut seq, BatchTrigger::wait);
             }
-            if self.mode == RunMode::UntilEnd && self.all_at_end(&pending.at_end) {
+            let settled = pending.settled_ends();
+            if settled != pending.reported_end && pending.opened.is_none() {
+                // A partition's end is sent within `ingest.batch_wait_max`, with or without
+                // messages: until then it holds the watermark.
+                pending.opened = Some(Instant::now());
+            }
+            if self.mode == RunMode::UntilEnd && self.all_at_end(&settled) {
                 info!("bounded run: every partition reached its end");
                 break;
             }
@@ -555,6 +573,7 @@ impl Worker {
                 return false;
             }
         };
+        let settled = p.settled_ends();
         let batch = IngestBatch {
             seq: *seq,
             events,
@@ -574,12 +593,12 @@ impl Worker {
                 .map(|tpl| partitions_of(&tpl))
                 .unwrap_or_default(),
             ended: if self.mode == RunMode::UntilEnd {
-                p.at_end.iter().copied().collect()
+                settled.iter().copied().collect()
             } else {
                 Vec::new()
             },
         };
-        p.reported_end.clone_from(&p.at_end);
+        p.reported_end = settled;
         p.opened = None;
         *seq += 1;
         self.metrics.count_batch(trigger);
