@@ -29,6 +29,29 @@ impl Drop for Guard {
     }
 }
 
+/// Starts `cluetrain run` on `input` serving SQL on a free loopback port with `password`;
+/// `configure` adds the test's own arguments and settings. Returns the process and the port.
+fn start_run(input: &str, password: &str, configure: impl FnOnce(&mut Command)) -> (Guard, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = Command::new(cluetrain_bin());
+    c.arg("run");
+    configure(&mut c);
+    c.env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
+        .env("CLUETRAIN_KAFKA__INPUT_TOPIC", input)
+        .env("CLUETRAIN_KAFKA__GROUP_ID", unique("psql-group"))
+        .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("CLUETRAIN_SQL__LISTEN", format!("127.0.0.1:{port}"))
+        .env("CLUETRAIN_SQL__PASSWORD", password)
+        .env("CLUETRAIN_LOG__FILTER", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    (Guard(c.spawn().unwrap()), port)
+}
+
 fn psql(port: u16, password: &str, sql: &str) -> Output {
     Command::new("psql")
         .args([
@@ -67,27 +90,9 @@ async fn analysts_query_with_psql_and_cannot_write() {
     write_history("basic", &data).await;
     let input = unique("psql-in");
     create_topic(&input, 1).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _run = Guard(
-        Command::new(cluetrain_bin())
-            .arg("run")
-            .env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
-            .env("CLUETRAIN_KAFKA__INPUT_TOPIC", &input)
-            .env("CLUETRAIN_KAFKA__GROUP_ID", unique("psql-group"))
-            .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", &data)
-            .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
-            .env("CLUETRAIN_SQL__LISTEN", format!("127.0.0.1:{port}"))
-            .env("CLUETRAIN_SQL__PASSWORD", PASSWORD)
-            .env("CLUETRAIN_LOG__FILTER", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_run, port) = start_run(&input, PASSWORD, |c| {
+        c.env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", &data);
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = psql(port, PASSWORD, "SELECT 1");
@@ -233,32 +238,15 @@ async fn live_tables_show_what_the_running_pipeline_knows() {
         .collect();
     msgs.push(Outgoing::new("acme", b"{not json".to_vec()));
     produce(&input, &msgs).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _run = Guard(
-        Command::new(cluetrain_bin())
-            .args(["run", "--config"])
-            .arg(case.join("config.toml"))
-            .env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
-            .env("CLUETRAIN_KAFKA__INPUT_TOPIC", &input)
-            .env("CLUETRAIN_KAFKA__GROUP_ID", unique("psql-live-group"))
-            .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d")
-            .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "")
-            .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
-            .env("CLUETRAIN_SQL__LISTEN", format!("127.0.0.1:{port}"))
-            .env("CLUETRAIN_SQL__PASSWORD", PASSWORD)
-            .env("CLUETRAIN_SQL__REFRESH_INTERVAL", "100ms")
-            .env("CLUETRAIN_SQL__ROWS_MAX", "5")
-            .env("CLUETRAIN_SQL__QUERY_TIMEOUT", "3s")
-            .env("CLUETRAIN_LOG__FILTER", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_run, port) = start_run(&input, PASSWORD, |c| {
+        c.arg("--config");
+        c.arg(case.join("config.toml"));
+        c.env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d");
+        c.env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "");
+        c.env("CLUETRAIN_SQL__REFRESH_INTERVAL", "100ms");
+        c.env("CLUETRAIN_SQL__ROWS_MAX", "5");
+        c.env("CLUETRAIN_SQL__QUERY_TIMEOUT", "3s");
+    });
     // Until every message is processed (the late event and the dead letter are the last) and
     // the open conversations are refreshed.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -351,27 +339,9 @@ async fn live_tables_show_what_the_running_pipeline_knows() {
 async fn no_password_on_loopback_means_no_prompt() {
     let input = unique("psql-trust-in");
     create_topic(&input, 1).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _run = Guard(
-        Command::new(cluetrain_bin())
-            .arg("run")
-            .env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
-            .env("CLUETRAIN_KAFKA__INPUT_TOPIC", &input)
-            .env("CLUETRAIN_KAFKA__GROUP_ID", unique("psql-trust-group"))
-            .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "")
-            .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
-            .env("CLUETRAIN_SQL__LISTEN", format!("127.0.0.1:{port}"))
-            .env("CLUETRAIN_SQL__PASSWORD", "")
-            .env("CLUETRAIN_LOG__FILTER", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_run, port) = start_run(&input, "", |c| {
+        c.env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "");
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = psql(port, "", "SELECT count(*) FROM dead_letter_counts");

@@ -239,18 +239,6 @@ impl LiveTables {
         self.lock().counters
     }
 
-    /// Windows kept, samples kept (late, dead), author-days tracked, open rows.
-    pub fn sizes(&self) -> (usize, usize, usize, usize, usize) {
-        let g = self.lock();
-        (
-            g.windows.len(),
-            g.late.len(),
-            g.dead.len(),
-            g.voices.len(),
-            g.open.len(),
-        )
-    }
-
     /// Emitted window records: each replaces the earlier revision of its window.
     pub fn windows(&self, records: &[WindowRecord]) {
         if records.is_empty() {
