@@ -33,6 +33,17 @@ pub enum EnrichError {
         /// The clashing column name.
         column: &'static str,
     },
+    /// The pseudonymisation key is too short to be secret. User's fault: configure a longer
+    /// key (see `privacy.hmac_key_env`); retrying does not help.
+    #[error(
+        "the HMAC key has {bytes} bytes; at least {min} are required (generate one with `openssl rand -hex 32`)"
+    )]
+    KeyTooShort {
+        /// Length of the key given.
+        bytes: usize,
+        /// The minimum.
+        min: usize,
+    },
     /// Arrow refused the output batch. Our fault: the added columns should always fit.
     #[error("internal error assembling the enriched batch: {0}")]
     Arrow(#[from] ArrowError),

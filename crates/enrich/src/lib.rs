@@ -10,6 +10,9 @@
 //! brand (inbound, response, broadcast, follow-up, other), links replies to their parents (also
 //! when they arrive first) and reports first responses and response effects.
 //!
+//! [`pseudonym`] replaces author ids and handles by keyed HMAC-SHA-256 pseudonyms before
+//! anything else sees them (when `privacy.pseudonymise_user_ids` is on).
+//!
 //! Enrichment never talks to Kafka, HTTP or files: the binary wires it between ingest and
 //! aggregate. Errors ([`EnrichError`]) only arise from batches that do not have the event
 //! schema, i.e. from wiring mistakes, never from the text itself.
@@ -17,6 +20,7 @@
 pub mod departments;
 pub mod error;
 pub mod linkage;
+pub mod pseudonym;
 pub mod sentiment;
 
 pub use error::EnrichError;
