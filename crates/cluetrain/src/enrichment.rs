@@ -162,6 +162,8 @@ pub struct Enrichment {
     reorder_max: usize,
     arrivals: u64,
     stats: EnrichStats,
+    /// Replaces user ids by pseudonyms before anything reads the batch (`[privacy]`).
+    pseudonymiser: Option<enrich::pseudonym::Pseudonymiser>,
 }
 
 fn model_error(e: model::ModelError) -> EnrichError {
@@ -273,6 +275,10 @@ impl Enrichment {
             reorder_max: config.linkage.reorder_events_max,
             arrivals: 0,
             stats: EnrichStats::default(),
+            pseudonymiser: crate::privacy::pseudonymiser(config).map_err(|p| SetupError {
+                key: p.key,
+                message: p.message,
+            })?,
         })
     }
 
@@ -440,7 +446,11 @@ impl Enrichment {
 
     /// Scores, screens for lateness, links and routes one batch of decoded events.
     pub fn process(&mut self, events: &RecordBatch, now: Instant) -> Result<Enriched, EnrichError> {
-        let batch = sentiment::append_sentiment_columns(events)?;
+        // First of all: with `[privacy]` on, nothing downstream ever sees a raw user id.
+        let batch = match &self.pseudonymiser {
+            Some(p) => sentiment::append_sentiment_columns(&p.apply(events)?)?,
+            None => sentiment::append_sentiment_columns(events)?,
+        };
         let mut linked = Vec::new();
         let mut late = Vec::new();
         let mut late_watermarks = Vec::new();

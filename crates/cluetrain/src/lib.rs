@@ -15,6 +15,7 @@ pub mod live_tables;
 pub mod metrics;
 pub mod outputs;
 pub mod pipeline;
+pub mod privacy;
 pub mod replay;
 pub mod settings;
 pub mod sql;

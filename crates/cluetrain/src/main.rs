@@ -145,7 +145,8 @@ fn config(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     if args.show {
         print!(
             "{}",
-            toml::to_string_pretty(&config).context("rendering the configuration")?
+            // Passwords and other secret properties are shown as "<redacted>".
+            toml::to_string_pretty(&config.redacted()).context("rendering the configuration")?
         );
     } else {
         println!("configuration is valid");

@@ -330,8 +330,8 @@ pub async fn run(
             },
         ))
     })?;
-    let dead_letters =
-        DeadLetterSink::new(&config.kafka).context("creating the dead-letter producer")?;
+    let dead_letters = DeadLetterSink::new(&config.kafka, &config.ingest)
+        .context("creating the dead-letter producer")?;
     let outputs = OutputProducer::new(&config.kafka)?;
     let mut topics = vec![(
         "outputs.late_events_topic",

@@ -33,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "outputs",
     "admin",
     "sql",
+    "privacy",
 ];
 
 /// Property tables whose keys are librdkafka property names.
@@ -113,6 +114,9 @@ fn load_with(path: Option<&Path>, env: Env) -> Result<Config, LoadError> {
         .extract()
         .map_err(|e| LoadError::Parse(describe(e)))?;
     config.validate().map_err(LoadError::Invalid)?;
+    // A missing or short pseudonymisation key is a configuration error like any other.
+    crate::privacy::key(&config.privacy)
+        .map_err(|p| LoadError::Invalid(ConfigError { problems: vec![p] }))?;
     Ok(config)
 }
 

@@ -247,7 +247,10 @@ mod tests {
         );
         // Test case 2, the message split in two parts.
         assert_eq!(
-            hex(&hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"])),
+            hex(&hmac_sha256(
+                b"Jefe",
+                &[b"what do ya want ", b"for nothing?"]
+            )),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         // Test case 6: a key longer than the block size.
@@ -277,7 +280,11 @@ mod tests {
         assert_eq!(a.author_id("u1"), a.author_id("u1"));
         assert_ne!(a.author_id("u1"), a.author_id("u2"));
         assert_ne!(a.author_id("u1"), b.author_id("u1"));
-        assert_eq!(a.handle("Bob"), a.handle("bob"), "handles are case-insensitive");
+        assert_eq!(
+            a.handle("Bob"),
+            a.handle("bob"),
+            "handles are case-insensitive"
+        );
         assert_ne!(
             a.author_id("bob")[2..],
             a.handle("bob")[2..],
@@ -321,7 +328,10 @@ mod tests {
         let out = p.apply(&input).unwrap();
         assert_eq!(out.schema(), input.schema());
         assert_eq!(out.num_rows(), 3);
-        let ids = out.column_by_name(col::AUTHOR_ID).unwrap().as_string::<i32>();
+        let ids = out
+            .column_by_name(col::AUTHOR_ID)
+            .unwrap()
+            .as_string::<i32>();
         let handles = out
             .column_by_name(col::AUTHOR_HANDLE)
             .unwrap()
@@ -337,7 +347,10 @@ mod tests {
             assert_eq!(out.column_by_name(c), input.column_by_name(c), "{c}");
         }
         // By id as well.
-        let by_id = Pseudonymiser::new(KEY, ["1001"]).unwrap().apply(&input).unwrap();
+        let by_id = Pseudonymiser::new(KEY, ["1001"])
+            .unwrap()
+            .apply(&input)
+            .unwrap();
         let ids = by_id
             .column_by_name(col::AUTHOR_ID)
             .unwrap()

@@ -5,10 +5,17 @@
 //! `cluetrain.dlq.detail`, `cluetrain.source.topic`, `cluetrain.source.partition`,
 //! `cluetrain.source.offset`, and `cluetrain.source.timestamp_ms` when known. The key is the
 //! original key, so a dead letter lands next to its brand's other dead letters.
+//!
+//! The payload is the original bytes unless `ingest.dead_letter_payload` says otherwise
+//! ([`DeadLetterPayload`]): `truncate` keeps the first `ingest.dead_letter_payload_bytes_max`
+//! bytes, `none` keeps none. Either trades replayability for privacy (a rejected message holds
+//! raw user ids, which pseudonymisation never sees). A cut or left-out payload is marked by
+//! `cluetrain.dlq.payload` (`truncated` / `omitted`) and `cluetrain.dlq.payload_bytes` (the
+//! original length); a payload that is short enough is sent whole, without these headers.
 
 use std::time::Duration;
 
-use model::config::KafkaConfig;
+use model::config::{DeadLetterPayload, IngestConfig, KafkaConfig};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -26,6 +33,11 @@ pub mod header {
     pub const DETAIL: &str = "cluetrain.dlq.detail";
     /// Set when the payload itself was too large for the broker and had to be left out.
     pub const PAYLOAD_DROPPED: &str = "cluetrain.dlq.payload_dropped";
+    /// Set when `ingest.dead_letter_payload` cut the payload (`truncated`) or left it out
+    /// (`omitted`).
+    pub const PAYLOAD: &str = "cluetrain.dlq.payload";
+    /// The original payload length in bytes (decimal), with [`PAYLOAD`] or [`PAYLOAD_DROPPED`].
+    pub const PAYLOAD_BYTES: &str = "cluetrain.dlq.payload_bytes";
     /// Source topic.
     pub const SOURCE_TOPIC: &str = "cluetrain.source.topic";
     /// Source partition (decimal).
@@ -36,15 +48,55 @@ pub mod header {
     pub const SOURCE_TIMESTAMP_MS: &str = "cluetrain.source.timestamp_ms";
 }
 
+/// What a dead letter carries of its payload, by `ingest.dead_letter_payload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadPolicy {
+    /// Full, truncated or none.
+    pub mode: DeadLetterPayload,
+    /// With [`DeadLetterPayload::Truncate`]: bytes kept.
+    pub bytes_max: usize,
+}
+
+impl PayloadPolicy {
+    /// The policy of an ingest configuration.
+    pub fn of(ingest: &IngestConfig) -> Self {
+        PayloadPolicy {
+            mode: ingest.dead_letter_payload,
+            bytes_max: ingest.dead_letter_payload_bytes_max,
+        }
+    }
+
+    /// The bytes to send and, when they are not the whole payload, the value of
+    /// [`header::PAYLOAD`]. A UTF-8 payload is cut at a character boundary.
+    pub fn apply<'a>(&self, payload: &'a [u8]) -> (Option<&'a [u8]>, Option<&'static str>) {
+        match self.mode {
+            DeadLetterPayload::Full => (Some(payload), None),
+            DeadLetterPayload::None => (None, Some("omitted")),
+            DeadLetterPayload::Truncate if payload.len() <= self.bytes_max => (Some(payload), None),
+            DeadLetterPayload::Truncate => {
+                let mut cut = &payload[..self.bytes_max];
+                // Do not leave half a character at the end of a text payload.
+                if let Err(e) = std::str::from_utf8(cut)
+                    && e.error_len().is_none()
+                {
+                    cut = &cut[..e.valid_up_to()];
+                }
+                (Some(cut), Some("truncated"))
+            }
+        }
+    }
+}
+
 /// Produces dead letters and waits for their delivery.
 pub struct DeadLetterSink {
     producer: FutureProducer,
     topic: String,
+    payload: PayloadPolicy,
 }
 
 impl DeadLetterSink {
-    /// A sink for `kafka.dead_letter_topic`.
-    pub fn new(kafka: &KafkaConfig) -> Result<Self, IngestError> {
+    /// A sink for `kafka.dead_letter_topic`, with payloads as `ingest.dead_letter_payload` says.
+    pub fn new(kafka: &KafkaConfig, ingest: &IngestConfig) -> Result<Self, IngestError> {
         let mut cfg = client_config(kafka, Role::Producer);
         if !kafka.producer_properties.contains_key("linger.ms") {
             cfg.set("linger.ms", "5");
@@ -56,6 +108,7 @@ impl DeadLetterSink {
         Ok(DeadLetterSink {
             producer,
             topic: kafka.dead_letter_topic.clone(),
+            payload: PayloadPolicy::of(ingest),
         })
     }
 
@@ -125,10 +178,29 @@ impl DeadLetterSink {
                 value: Some(ts.as_str()),
             });
         }
+        let (payload, reduced) = match &r.payload {
+            Some(p) => self.payload.apply(p),
+            None => (None, None),
+        };
+        let original_bytes = r.payload.as_ref().map(|p| p.len().to_string());
+        if let Some(how) = reduced.filter(|_| with_payload) {
+            headers = headers.insert(Header {
+                key: header::PAYLOAD,
+                value: Some(how),
+            });
+        }
         if !with_payload {
             headers = headers.insert(Header {
                 key: header::PAYLOAD_DROPPED,
                 value: Some("message_size_too_large"),
+            });
+        }
+        if (reduced.is_some() || !with_payload)
+            && let Some(n) = &original_bytes
+        {
+            headers = headers.insert(Header {
+                key: header::PAYLOAD_BYTES,
+                value: Some(n.as_str()),
             });
         }
         let mut record: FutureRecord<'_, [u8], [u8]> =
@@ -136,13 +208,53 @@ impl DeadLetterSink {
         if let Some(k) = &r.key {
             record = record.key(k.as_slice());
         }
-        if with_payload && let Some(p) = &r.payload {
-            record = record.payload(p.as_slice());
+        if with_payload && let Some(p) = payload {
+            record = record.payload(p);
         }
         self.producer
             .send(record, Duration::from_secs(30))
             .await
             .map(|_| ())
             .map_err(|(e, _)| e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(mode: DeadLetterPayload, bytes_max: usize) -> PayloadPolicy {
+        PayloadPolicy { mode, bytes_max }
+    }
+
+    #[test]
+    fn full_is_the_default_and_keeps_every_byte() {
+        let p = PayloadPolicy::of(&IngestConfig::default());
+        assert_eq!(p.mode, DeadLetterPayload::Full);
+        let big = vec![b'x'; 10_000];
+        assert_eq!(p.apply(&big), (Some(&big[..]), None));
+    }
+
+    #[test]
+    fn none_omits_the_payload() {
+        assert_eq!(
+            policy(DeadLetterPayload::None, 10).apply(b"{\"author\": 1}"),
+            (None, Some("omitted"))
+        );
+    }
+
+    #[test]
+    fn truncate_cuts_long_payloads_at_a_character_boundary() {
+        let p = policy(DeadLetterPayload::Truncate, 4);
+        assert_eq!(p.apply(b"abcd"), (Some(&b"abcd"[..]), None), "short enough");
+        assert_eq!(p.apply(b"abcdef"), (Some(&b"abcd"[..]), Some("truncated")));
+        // "ab" + "é" (2 bytes) + "c": the cut at 4 bytes is after é; at 3 it would split it.
+        let text = "abéc".as_bytes();
+        assert_eq!(p.apply(text), (Some(&text[..4]), Some("truncated")));
+        let p3 = policy(DeadLetterPayload::Truncate, 3);
+        assert_eq!(p3.apply(text), (Some(&b"ab"[..]), Some("truncated")));
+        // Bytes that are not UTF-8 are cut where the limit says.
+        let binary = [0xff, 0xfe, 0xfd, 0xfc, 0xfb];
+        assert_eq!(p3.apply(&binary), (Some(&binary[..3]), Some("truncated")));
     }
 }

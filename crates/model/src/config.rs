@@ -39,10 +39,37 @@ pub struct Config {
     pub admin: AdminConfig,
     /// SQL for analysts: limits, and the Postgres-wire endpoint.
     pub sql: SqlConfig,
+    /// Pseudonymisation of user ids (docs/privacy.md).
+    pub privacy: PrivacyConfig,
+}
+
+/// Pseudonymisation of user ids with a keyed HMAC-SHA-256 (docs/privacy.md). The key itself is
+/// never part of the configuration: only where to find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Replace author ids and handles by pseudonyms before enrichment, so that no stage, table
+    /// or output sees the platform's values (the brand's configured accounts are exempt).
+    pub pseudonymise_user_ids: bool,
+    /// Name of the environment variable that holds the key (at least 32 bytes).
+    pub hmac_key_env: String,
+    /// A file that holds the key instead; when set it wins over `hmac_key_env`. "" = none.
+    pub hmac_key_file: String,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            pseudonymise_user_ids: false,
+            hmac_key_env: "CLUETRAIN_HMAC_KEY".into(),
+            hmac_key_file: String::new(),
+        }
+    }
 }
 
 /// SQL for analysts (`cluetrain sql`, the Postgres-wire endpoint): read-only, limited.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` shows the password as `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqlConfig {
     /// Postgres-wire address. Loopback by default; any other address requires a password.
@@ -131,8 +158,9 @@ impl OffsetReset {
     }
 }
 
-/// Kafka connection, topics and client properties.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Kafka connection, topics and client properties. `Debug` shows secret properties
+/// ([`is_secret_property`]) as `<redacted>`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list (librdkafka `bootstrap.servers`).
@@ -188,6 +216,121 @@ impl Default for KafkaConfig {
     }
 }
 
+/// What is shown instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// True for librdkafka properties whose values are secrets (passwords, passphrases, client
+/// secrets, inline private keys, OAUTHBEARER configs): they are never printed.
+pub fn is_secret_property(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["password", "secret", "passphrase"]
+        .iter()
+        .any(|w| n.contains(w))
+        || n.ends_with("key.pem")
+        || n == "sasl.oauthbearer.config"
+}
+
+fn redact_properties(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    props
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_property(k) { REDACTED } else { v };
+            (k.clone(), v.to_string())
+        })
+        .collect()
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured, so that a new field cannot be forgotten here.
+        let Self {
+            bootstrap_servers,
+            group_id,
+            input_topic,
+            dead_letter_topic,
+            auto_offset_reset,
+            fetch_min_bytes,
+            fetch_wait_max,
+            partition_fetch_bytes_max,
+            commit_interval,
+            properties,
+            consumer_properties,
+            producer_properties,
+        } = self;
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", bootstrap_servers)
+            .field("group_id", group_id)
+            .field("input_topic", input_topic)
+            .field("dead_letter_topic", dead_letter_topic)
+            .field("auto_offset_reset", auto_offset_reset)
+            .field("fetch_min_bytes", fetch_min_bytes)
+            .field("fetch_wait_max", fetch_wait_max)
+            .field("partition_fetch_bytes_max", partition_fetch_bytes_max)
+            .field("commit_interval", commit_interval)
+            .field("properties", &redact_properties(properties))
+            .field(
+                "consumer_properties",
+                &redact_properties(consumer_properties),
+            )
+            .field(
+                "producer_properties",
+                &redact_properties(producer_properties),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for SqlConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            listen,
+            user,
+            password,
+            memory_bytes_max,
+            query_timeout,
+            rows_max,
+            live_windows_max,
+            samples_max,
+            voices_max,
+            open_conversations_max,
+            refresh_interval,
+        } = self;
+        f.debug_struct("SqlConfig")
+            .field("listen", listen)
+            .field("user", user)
+            .field("password", &if password.is_empty() { "" } else { REDACTED })
+            .field("memory_bytes_max", memory_bytes_max)
+            .field("query_timeout", query_timeout)
+            .field("rows_max", rows_max)
+            .field("live_windows_max", live_windows_max)
+            .field("samples_max", samples_max)
+            .field("voices_max", voices_max)
+            .field("open_conversations_max", open_conversations_max)
+            .field("refresh_interval", refresh_interval)
+            .finish()
+    }
+}
+
+impl Config {
+    /// This configuration with every secret replaced by [`REDACTED`]: for display
+    /// (`cluetrain config --show`). Secrets are `sql.password` and the secret librdkafka
+    /// properties; the HMAC key is never part of the configuration.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if !c.sql.password.is_empty() {
+            c.sql.password = REDACTED.into();
+        }
+        for props in [
+            &mut c.kafka.properties,
+            &mut c.kafka.consumer_properties,
+            &mut c.kafka.producer_properties,
+        ] {
+            *props = redact_properties(props);
+        }
+        c
+    }
+}
+
 /// Decoding and micro-batching of input messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -209,6 +352,11 @@ pub struct IngestConfig {
     /// At most one log line per dead-letter reason per interval (the first one always logs).
     #[serde(with = "humantime_serde")]
     pub dead_letter_log_interval: Duration,
+    /// What a dead letter carries of the original payload: `full` (lossless, replayable),
+    /// `truncate` (the first `dead_letter_payload_bytes_max` bytes) or `none`.
+    pub dead_letter_payload: DeadLetterPayload,
+    /// With `truncate`: payload bytes kept per dead letter.
+    pub dead_letter_payload_bytes_max: usize,
     /// On shutdown, how long to wait for in-flight batches before committing what is done.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -224,9 +372,24 @@ impl Default for IngestConfig {
             event_time_min: DateTime::<Utc>::from_timestamp(1_136_073_600, 0).unwrap_or_default(),
             event_time_future_max: Duration::from_secs(3600),
             dead_letter_log_interval: Duration::from_secs(10),
+            dead_letter_payload: DeadLetterPayload::Full,
+            dead_letter_payload_bytes_max: 1024,
             shutdown_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// What a dead letter carries of the rejected message's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterPayload {
+    /// The original bytes, unchanged: the message can be fixed and replayed.
+    Full,
+    /// At most `ingest.dead_letter_payload_bytes_max` bytes (less personal data, not
+    /// replayable when cut).
+    Truncate,
+    /// No payload, only headers: nothing personal is kept, nothing can be replayed.
+    None,
 }
 
 /// How a brand's own accounts are recognised (see the metrics reference, "Roles").
@@ -687,6 +850,25 @@ impl Config {
                 );
             }
         }
+        if self.ingest.dead_letter_payload == DeadLetterPayload::Truncate
+            && !(1..=self.ingest.message_bytes_max)
+                .contains(&self.ingest.dead_letter_payload_bytes_max)
+        {
+            bad(
+                "ingest.dead_letter_payload_bytes_max",
+                "must be between 1 and ingest.message_bytes_max (default 1024); use dead_letter_payload = \"none\" to keep no payload".into(),
+            );
+        }
+        let p = &self.privacy;
+        if p.pseudonymise_user_ids
+            && p.hmac_key_env.trim().is_empty()
+            && p.hmac_key_file.trim().is_empty()
+        {
+            bad(
+                "privacy.hmac_key_env",
+                "pseudonymise_user_ids is on but no key source is set: name the environment variable holding the key (default \"CLUETRAIN_HMAC_KEY\") or set privacy.hmac_key_file".into(),
+            );
+        }
         if self.log.filter.trim().is_empty() {
             bad(
                 "log.filter",
@@ -1049,6 +1231,61 @@ mod tests {
             c.properties["ssl.endpoint.identification.algorithm"],
             "none"
         );
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_in_redacted() {
+        let mut c = Config::default();
+        c.sql.password = "sqlpw-123".into();
+        for (k, v) in [
+            ("sasl.password", "saslpw-123"),
+            ("ssl.key.password", "keypw-123"),
+            ("ssl.keystore.password", "storepw-123"),
+            ("sasl.oauthbearer.client.secret", "oauth-123"),
+            ("ssl.key.pem", "-----BEGIN PRIVATE KEY-----pem-123"),
+            ("sasl.username", "alice"),
+        ] {
+            c.kafka.properties.insert(k.into(), v.into());
+        }
+        c.kafka
+            .producer_properties
+            .insert("sasl.password".into(), "prodpw-123".into());
+        let r = c.redacted();
+        for text in [
+            format!("{c:?}"),
+            format!("{r:?}"),
+            serde_json::to_string(&r).unwrap(),
+        ] {
+            assert!(!text.contains("-123"), "a secret is shown: {text}");
+            assert!(text.contains(REDACTED), "{text}");
+            assert!(text.contains("alice"), "non-secrets stay: {text}");
+        }
+        assert_eq!(
+            c.kafka.properties["sasl.password"], "saslpw-123",
+            "untouched"
+        );
+        assert!(!is_secret_property("ssl.key.location"));
+        assert!(!is_secret_property("security.protocol"));
+    }
+
+    #[test]
+    fn privacy_and_dead_letter_payload_problems_name_their_key() {
+        let mut c = Config::default();
+        c.privacy.pseudonymise_user_ids = true;
+        c.validate().unwrap();
+        c.privacy.hmac_key_env = String::new();
+        c.ingest.dead_letter_payload = DeadLetterPayload::Truncate;
+        c.ingest.dead_letter_payload_bytes_max = 0;
+        let err = c.validate().unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ingest.dead_letter_payload_bytes_max",
+                "privacy.hmac_key_env"
+            ]
+        );
+        assert!(err.to_string().contains("hmac_key_file"), "{err}");
     }
 
     #[test]
