@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use arrow_array::cast::AsArray;
 use cluetrain::job::Job;
 use ingest::{DecodeLimits, Decoder};
 use model::EventBatchBuilder;
@@ -27,13 +28,26 @@ pub fn cases_dir() -> PathBuf {
 pub async fn run_case(dir: &Path) -> Vec<Value> {
     let config = cluetrain::settings::load(Some(&dir.join("config.toml")))
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut job = Job::new(&config).unwrap();
+    let input = std::fs::read_to_string(dir.join("input.jsonl")).unwrap();
+    run_input(dir, &config, &input, &mut |_| {}).await
+}
+
+/// Runs `input` (a case's lines) with `config`; `exported` receives, as text, everything the
+/// pipeline would publish or show for it: every window record, late event and forward as
+/// JSON, the enriched batch's author columns, what linkage reported (the `voices` table's
+/// source) and the open conversations.
+pub async fn run_input(
+    dir: &Path,
+    config: &model::config::Config,
+    input: &str,
+    exported: &mut dyn FnMut(String),
+) -> Vec<Value> {
+    let mut job = Job::new(config).unwrap();
     let decoder = Decoder::new(DecodeLimits::from_config(&config.ingest));
     let wall: chrono::DateTime<chrono::Utc> = WALL.parse().unwrap();
     let base = Instant::now();
     let mut offset_s = 0.0f64;
     let mut out = Vec::new();
-    let input = std::fs::read_to_string(dir.join("input.jsonl")).unwrap();
     for (n, line) in input.lines().enumerate() {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
@@ -71,22 +85,34 @@ pub async fn run_case(dir: &Path) -> Vec<Value> {
             .unwrap();
         for r in &step.records {
             out.push(serde_json::to_value(r).unwrap());
+            exported(serde_json::to_string(r).unwrap());
         }
         for &row in &step.enriched.late {
             let e = cluetrain::outputs::event_json(&step.enriched.batch, row);
             out.push(serde_json::json!({"late": e["event_id"]}));
+            exported(e.to_string());
         }
         for f in &step.enriched.forwards {
             out.push(serde_json::json!({"forward": f.json["event_id"], "topic": f.topic}));
+            exported(f.json.to_string());
         }
+        for c in [model::schema::col::AUTHOR_ID, model::schema::col::AUTHOR_HANDLE] {
+            let column = step.enriched.batch.column_by_name(c).unwrap();
+            exported(format!("{:?}", column.as_string::<i32>()));
+        }
+        exported(format!("{:?}", step.enriched.linked));
+        exported(format!("{:?}", job.enrichment.open_inbound(1000).0));
     }
     let (records, forwards) = job.finish(wall).await.unwrap();
     for r in &records {
         out.push(serde_json::to_value(r).unwrap());
+        exported(serde_json::to_string(r).unwrap());
     }
     for f in &forwards {
         out.push(serde_json::json!({"forward": f.json["event_id"], "topic": f.topic}));
+        exported(f.json.to_string());
     }
+    exported(format!("{:?}", job.finished_links));
     out
 }
 
