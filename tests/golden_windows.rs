@@ -160,7 +160,10 @@ fn pseudonymised_runs_export_no_raw_user_id_and_the_same_figures() {
             .collect();
         let (mut raw, mut other) = (HashSet::new(), HashSet::new());
         let mut input = String::new();
-        for line in std::fs::read_to_string(dir.join("input.jsonl")).unwrap().lines() {
+        for line in std::fs::read_to_string(dir.join("input.jsonl"))
+            .unwrap()
+            .lines()
+        {
             let Ok(mut v) = serde_json::from_str::<Value>(line) else {
                 input.push_str(line);
                 input.push('\n');
@@ -209,7 +212,11 @@ fn pseudonymised_runs_export_no_raw_user_id_and_the_same_figures() {
                 dir.display()
             );
         }
-        assert!(all.contains("\"u_"), "{}: pseudonyms exported", dir.display());
+        assert!(
+            all.contains("\"u_"),
+            "{}: pseudonyms exported",
+            dir.display()
+        );
         assert!(all.contains("\"h_"), "{}: handle pseudonyms", dir.display());
     }
 }

@@ -96,7 +96,10 @@ pub async fn run_input(
             out.push(serde_json::json!({"forward": f.json["event_id"], "topic": f.topic}));
             exported(f.json.to_string());
         }
-        for c in [model::schema::col::AUTHOR_ID, model::schema::col::AUTHOR_HANDLE] {
+        for c in [
+            model::schema::col::AUTHOR_ID,
+            model::schema::col::AUTHOR_HANDLE,
+        ] {
             let column = step.enriched.batch.column_by_name(c).unwrap();
             exported(format!("{:?}", column.as_string::<i32>()));
         }

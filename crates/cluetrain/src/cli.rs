@@ -86,7 +86,8 @@ pub struct ConfigArgs {
     /// Load and validate the configuration; exit 2 with every problem listed if invalid.
     #[arg(long)]
     pub check: bool,
-    /// Print the effective configuration (defaults + file + environment) as TOML.
+    /// Print the effective configuration (defaults + file + environment) as TOML; passwords
+    /// and other secrets are shown as "<redacted>".
     #[arg(long)]
     pub show: bool,
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use model::config::{Config, ConfigError};
+use model::config::{Config, ConfigError, ConfigProblem};
 
 /// The documented default configuration, printed by `cluetrain config --print-default`.
 pub const DEFAULT_TOML: &str = include_str!("../cluetrain.default.toml");
@@ -114,10 +114,53 @@ fn load_with(path: Option<&Path>, env: Env) -> Result<Config, LoadError> {
         .extract()
         .map_err(|e| LoadError::Parse(describe(e)))?;
     config.validate().map_err(LoadError::Invalid)?;
-    // A missing or short pseudonymisation key is a configuration error like any other.
-    crate::privacy::key(&config.privacy)
-        .map_err(|p| LoadError::Invalid(ConfigError { problems: vec![p] }))?;
+    // A missing or short pseudonymisation key, or a missing certificate, is a configuration
+    // error like any other (librdkafka's own message does not name the file).
+    let mut problems = missing_files(&config);
+    if let Err(p) = crate::privacy::key(&config.privacy) {
+        problems.push(p);
+    }
+    if !problems.is_empty() {
+        return Err(LoadError::Invalid(ConfigError { problems }));
+    }
     Ok(config)
+}
+
+/// librdkafka properties that name a file (or, for the CA, a directory) read at client creation.
+const FILE_PROPERTIES: &[&str] = &[
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.keystore.location",
+    "ssl.crl.location",
+];
+
+/// The file properties whose file cannot be opened, each naming its key and the path.
+fn missing_files(config: &Config) -> Vec<ConfigProblem> {
+    let k = &config.kafka;
+    let mut problems = Vec::new();
+    for (table, props) in [
+        ("properties", &k.properties),
+        ("consumer_properties", &k.consumer_properties),
+        ("producer_properties", &k.producer_properties),
+    ] {
+        for name in FILE_PROPERTIES {
+            let Some(path) = props.get(*name) else {
+                continue;
+            };
+            if *name == "ssl.ca.location" && path == "probe" {
+                continue;
+            }
+            let p = Path::new(path);
+            if let Err(e) = std::fs::File::open(p) {
+                problems.push(ConfigProblem {
+                    key: format!("kafka.{table}.\"{name}\""),
+                    message: format!("cannot open {path:?}: {e}; point it at a readable PEM file"),
+                });
+            }
+        }
+    }
+    problems
 }
 
 /// One line per figment error: `key: what is wrong (from SOURCE; default: VALUE)`.
