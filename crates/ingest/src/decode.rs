@@ -120,6 +120,9 @@ impl DecodeLimits {
 pub const ID_CHARS_MAX: usize = 256;
 /// The longest language tag the schema allows, in characters.
 pub const LANG_CHARS_MAX: usize = 35;
+/// The longest [`Reject::detail`], in bytes: it travels as a dead-letter header, next to the
+/// payload, and must not make the dead letter larger than the broker accepts.
+pub const DETAIL_BYTES_MAX: usize = 512;
 
 #[derive(Deserialize)]
 struct WireAuthor<'a> {

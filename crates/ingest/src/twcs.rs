@@ -11,15 +11,24 @@
 //! `response_tweet_id` entry, plus the author-id interner (one copy of each distinct author id).
 //! After indexing only 16 bytes per row (id, brand, thread root) and the company names remain.
 //! See `docs/replay.md`.
+//!
+//! Why this lives in `ingest` and not in the `cluetrain` binary crate that runs the replay: the
+//! parser is pure (CSV bytes in, [`SocialEvent`]s out; no Kafka, no DataFusion) and reads input
+//! from outside, so it is fuzzed (`crates/ingest/fuzz`, docs/fuzzing.md). A fuzz build
+//! instruments every dependency of the crate it fuzzes; from `cluetrain` that would be all of
+//! DataFusion (20+ minutes on 2 cores), from `ingest` it is the decoder's few crates and csv. It
+//! is the other way events enter the pipeline, next to the decoder it is checked against.
+//! `cluetrain::replay::twcs` re-exports it, so the replay and its docs use the old path.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::Read;
 
-use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 use csv::{ByteRecord, ReaderBuilder};
 use model::{EventKind, SocialAuthor, SocialEvent, Stakeholder};
+
+use crate::error::Fault;
 
 /// The columns of the dataset, in its order.
 pub const COLUMNS: [&str; 7] = [
@@ -46,6 +55,49 @@ const ROWS_MAX: usize = (u32::MAX - 3) as usize;
 const INBOUND_BIT: u32 = 1 << 31;
 /// "No parent" in [`Tweet::parent`] (ids equal to it are rejected as malformed).
 const NO_PARENT: u64 = u64::MAX;
+
+/// Why a file cannot be replayed at all (bad rows are [`Item`]s, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum TwcsError {
+    /// The file is empty: no header row.
+    #[error("missing header row: expected the columns {expected}")]
+    MissingHeader {
+        /// The expected columns, comma-separated.
+        expected: String,
+    },
+    /// The header row does not have exactly the dataset's columns.
+    #[error("wrong header row: expected the columns {expected}; found {found}")]
+    WrongHeader {
+        /// The expected columns, comma-separated.
+        expected: String,
+        /// The columns found.
+        found: String,
+    },
+    /// The CSV reader failed (an I/O error of the underlying reader).
+    #[error("{what}: {cause}")]
+    Csv {
+        /// What was being read.
+        what: &'static str,
+        /// The reader's error.
+        cause: csv::Error,
+    },
+    /// The file has more rows, authors or @mentions than the compact index can hold.
+    #[error("the file is too large to index: {0}")]
+    TooLarge(String),
+    /// The second pass found a row the first did not (the file was modified meanwhile).
+    #[error("the file changed between the two passes")]
+    Changed,
+}
+
+impl TwcsError {
+    /// Whose fault the error is: the file's (header, size, changes) or the reader's.
+    pub fn fault(&self) -> Fault {
+        match self {
+            TwcsError::Csv { .. } => Fault::External,
+            _ => Fault::User,
+        }
+    }
+}
 
 /// What one data row turned into.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +138,7 @@ struct Columns {
 }
 
 impl Columns {
-    fn from_header(header: &ByteRecord) -> anyhow::Result<Columns> {
+    fn from_header(header: &ByteRecord) -> Result<Columns, TwcsError> {
         let names: Vec<String> = header
             .iter()
             .enumerate()
@@ -103,12 +155,12 @@ impl Columns {
         let expected = COLUMNS.join(", ");
         if names.len() != COLUMNS.len() || COLUMNS.iter().any(|c| find(c).is_none()) {
             if header.is_empty() {
-                anyhow::bail!("missing header row: expected the columns {expected}");
+                return Err(TwcsError::MissingHeader { expected });
             }
-            anyhow::bail!(
-                "wrong header row: expected the columns {expected}; found {}",
-                names.join(", ")
-            );
+            return Err(TwcsError::WrongHeader {
+                expected,
+                found: names.join(", "),
+            });
         }
         let at = |name: &str| find(name).unwrap_or(0);
         Ok(Columns {
@@ -173,10 +225,10 @@ fn parse_row<'a>(rec: &'a ByteRecord, cols: &Columns) -> Result<Row<'a>, String>
     if author_id.is_empty() {
         return Err("empty author_id".into());
     }
-    if author_id.chars().count() > ingest::decode::ID_CHARS_MAX {
+    if author_id.chars().count() > crate::decode::ID_CHARS_MAX {
         return Err(format!(
             "author_id is longer than {} characters",
-            ingest::decode::ID_CHARS_MAX
+            crate::decode::ID_CHARS_MAX
         ));
     }
     let raw_inbound = field(rec, cols.inbound, "inbound")?.trim();
@@ -322,18 +374,22 @@ fn csv_reader<R: Read>(reader: R) -> csv::Reader<R> {
         .from_reader(reader)
 }
 
-fn read_columns<R: Read>(rdr: &mut csv::Reader<R>) -> anyhow::Result<Columns> {
+fn read_columns<R: Read>(rdr: &mut csv::Reader<R>) -> Result<Columns, TwcsError> {
     let header = rdr
         .byte_headers()
-        .context("reading the header row")?
+        .map_err(|cause| csv_error("reading the header row", cause))?
         .clone();
     Columns::from_header(&header)
+}
+
+fn csv_error(what: &'static str, cause: csv::Error) -> TwcsError {
+    TwcsError::Csv { what, cause }
 }
 
 impl Index {
     /// The first pass: reads every row of `reader` and resolves brands and thread roots.
     /// Malformed rows are skipped silently here (the second pass reports them).
-    pub fn build<R: Read>(reader: R) -> anyhow::Result<Index> {
+    pub fn build<R: Read>(reader: R) -> Result<Index, TwcsError> {
         let mut rdr = csv_reader(reader);
         let cols = read_columns(&mut rdr)?;
         let mut authors: HashMap<Box<str>, u32> = HashMap::new();
@@ -343,17 +399,22 @@ impl Index {
         // (asker tweet id, responder tweet id) from inbound tweets' response_tweet_id.
         let mut response_links: Vec<(u64, u64)> = Vec::new();
         let mut rec = ByteRecord::new();
-        while rdr.read_byte_record(&mut rec).context("reading the file")? {
+        while rdr
+            .read_byte_record(&mut rec)
+            .map_err(|cause| csv_error("reading the file", cause))?
+        {
             let Ok(row) = parse_row(&rec, &cols) else {
                 continue;
             };
             let author = match authors.get(row.author_id) {
                 Some(&a) => a,
                 None => {
-                    if authors.len() >= AUTHORS_MAX {
-                        anyhow::bail!("more than {AUTHORS_MAX} distinct authors");
-                    }
-                    let a = u32::try_from(authors.len()).context("author count")?;
+                    let a = u32::try_from(authors.len())
+                        .ok()
+                        .filter(|_| authors.len() < AUTHORS_MAX)
+                        .ok_or_else(|| {
+                            TwcsError::TooLarge(format!("more than {AUTHORS_MAX} distinct authors"))
+                        })?;
                     authors.insert(row.author_id.into(), a);
                     is_company.push(false);
                     a
@@ -377,14 +438,14 @@ impl Index {
                     mentions_at = u32::try_from(start)
                         .ok()
                         .filter(|&s| s < UNSET)
-                        .context("too many @mentions in the file to index")?;
+                        .ok_or_else(|| TwcsError::TooLarge("too many @mentions".into()))?;
                 }
                 for r in response_ids(row.responses).flatten() {
                     response_links.push((row.tweet_id, r));
                 }
             }
             if tweets.len() >= ROWS_MAX {
-                anyhow::bail!("more than {ROWS_MAX} rows");
+                return Err(TwcsError::TooLarge(format!("more than {ROWS_MAX} rows")));
             }
             tweets.push(Tweet {
                 id: row.tweet_id,
@@ -553,19 +614,22 @@ fn follow(
 }
 
 /// The second pass: maps every data row of `reader` (the same file [`Index::build`] read) to
-/// an [`Item`], in file order.
-pub fn replay<R: Read>(
+/// an [`Item`], in file order. An error of `out` stops the pass and is returned.
+pub fn replay<R: Read, E: From<TwcsError>>(
     reader: R,
     index: &Index,
-    mut out: impl FnMut(Item) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    mut out: impl FnMut(Item) -> Result<(), E>,
+) -> Result<(), E> {
     let mut rdr = csv_reader(reader);
     let cols = read_columns(&mut rdr)?;
     if cols.tweet_id != index.cols.tweet_id || cols.text != index.cols.text {
-        anyhow::bail!("the file changed between the two passes");
+        return Err(TwcsError::Changed.into());
     }
     let mut rec = ByteRecord::new();
-    while rdr.read_byte_record(&mut rec).context("reading the file")? {
+    while rdr
+        .read_byte_record(&mut rec)
+        .map_err(|cause| csv_error("reading the file", cause))?
+    {
         let line = rec.position().map_or(0, csv::Position::line);
         let row = match parse_row(&rec, &cols) {
             Ok(row) => row,
@@ -574,9 +638,7 @@ pub fn replay<R: Read>(
                 continue;
             }
         };
-        let i = index
-            .find(row.tweet_id)
-            .context("the file changed between the two passes")?;
+        let i = index.find(row.tweet_id).ok_or(TwcsError::Changed)?;
         let brand = match index.brand[i] {
             NONE => {
                 out(Item::Unattributable {
@@ -585,7 +647,10 @@ pub fn replay<R: Read>(
                 })?;
                 continue;
             }
-            c => index.companies.get(c as usize).context("brand index")?,
+            c => index
+                .companies
+                .get(c as usize)
+                .ok_or(TwcsError::Changed)?,
         };
         let root = match index.root[i] {
             NONE => row.tweet_id,
@@ -646,7 +711,7 @@ mod tests {
         let mut items = Vec::new();
         replay(csv.as_bytes(), &index, |i| {
             items.push(i);
-            Ok(())
+            Ok::<(), TwcsError>(())
         })
         .unwrap();
         items
