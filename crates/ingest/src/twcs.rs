@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::Read;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use csv::{ByteRecord, ReaderBuilder};
 use model::{EventKind, SocialAuthor, SocialEvent, Stakeholder};
 
@@ -245,6 +245,12 @@ fn parse_row<'a>(rec: &'a ByteRecord, cols: &Columns) -> Result<Row<'a>, String>
             format!("created_at {raw_time:?} is not like \"Tue Oct 31 22:10:47 +0000 2017\" ({e})")
         })?
         .with_timezone(&Utc);
+    // chrono reads `+12017` as a year, but RFC 3339 (the event's created_at) has four digits.
+    if !(0..=9999).contains(&created_at.year()) {
+        return Err(format!(
+            "created_at {raw_time:?} is outside the years 0000-9999 (in UTC)"
+        ));
+    }
     let text = field(rec, cols.text, "text")?;
     let responses = field(rec, cols.response_tweet_id, "response_tweet_id")?;
     for r in response_ids(responses) {
@@ -341,8 +347,10 @@ impl Tweet {
 /// Counts from the indexing pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexStats {
-    /// Valid rows indexed.
+    /// Valid rows indexed (each with a tweet id no other valid row has).
     pub tweets: u64,
+    /// Valid rows left out because another valid row has the same tweet id.
+    pub duplicate_rows: u64,
     /// Distinct company authors.
     pub companies: u64,
     /// Indexed tweets that no rule attributes to a company.
@@ -362,6 +370,8 @@ pub struct Index {
     root: Vec<u32>,
     /// Company author ids.
     companies: Vec<Box<str>>,
+    /// Tweet ids on more than one valid row, sorted: every such row is malformed.
+    duplicates: Vec<u64>,
     /// Counts.
     pub stats: IndexStats,
 }
@@ -393,7 +403,6 @@ impl Index {
         let mut rdr = csv_reader(reader);
         let cols = read_columns(&mut rdr)?;
         let mut authors: HashMap<Box<str>, u32> = HashMap::new();
-        let mut is_company: Vec<bool> = Vec::new();
         let mut tweets: Vec<Tweet> = Vec::new();
         let mut mention_list: Vec<u64> = Vec::new();
         // (asker tweet id, responder tweet id) from inbound tweets' response_tweet_id.
@@ -416,13 +425,9 @@ impl Index {
                             TwcsError::TooLarge(format!("more than {AUTHORS_MAX} distinct authors"))
                         })?;
                     authors.insert(row.author_id.into(), a);
-                    is_company.push(false);
                     a
                 }
             };
-            if !row.inbound {
-                is_company[author as usize] = true;
-            }
             let mut mentions_at = NONE;
             if row.inbound {
                 let start = mention_list.len();
@@ -458,7 +463,6 @@ impl Index {
             cols,
             tweets,
             authors,
-            &is_company,
             &mention_list,
             response_links,
         ))
@@ -468,11 +472,30 @@ impl Index {
         cols: Columns,
         mut tweets: Vec<Tweet>,
         authors: HashMap<Box<str>, u32>,
-        is_company: &[bool],
         mention_list: &[u64],
         response_links: Vec<(u64, u64)>,
     ) -> Index {
         tweets.sort_unstable_by_key(|t| t.id);
+        // An id on several rows is ambiguous (whose brand, whose parent?): every row that has
+        // it is left out, as if malformed; replies to it are replies to a tweet not in the file.
+        let mut duplicates: Vec<u64> = tweets
+            .windows(2)
+            .filter(|w| w[0].id == w[1].id)
+            .map(|w| w[0].id)
+            .collect();
+        duplicates.dedup();
+        let rows = tweets.len();
+        if !duplicates.is_empty() {
+            tweets.retain(|t| duplicates.binary_search(&t.id).is_err());
+        }
+        let duplicate_rows = (rows - tweets.len()) as u64;
+        // Companies are the authors of the company tweets that remain.
+        let mut is_company = vec![false; authors.len()];
+        for t in tweets.iter().filter(|t| !t.inbound()) {
+            if let Some(c) = is_company.get_mut(t.author()) {
+                *c = true;
+            }
+        }
         let find = |id: u64| -> Option<usize> {
             if id == NO_PARENT {
                 return None;
@@ -560,6 +583,7 @@ impl Index {
 
         let stats = IndexStats {
             tweets: tweets.len() as u64,
+            duplicate_rows,
             companies: companies.len() as u64,
             unattributable: brand.iter().filter(|&&b| b == NONE).count() as u64,
         };
@@ -569,6 +593,7 @@ impl Index {
             brand,
             root,
             companies,
+            duplicates,
             stats,
         }
     }
@@ -638,6 +663,16 @@ pub fn replay<R: Read, E: From<TwcsError>>(
                 continue;
             }
         };
+        if index.duplicates.binary_search(&row.tweet_id).is_ok() {
+            out(Item::Malformed {
+                line,
+                reason: format!(
+                    "tweet_id {} is on more than one row (each of them is skipped)",
+                    row.tweet_id
+                ),
+            })?;
+            continue;
+        }
         let i = index.find(row.tweet_id).ok_or(TwcsError::Changed)?;
         let brand = match index.brand[i] {
             NONE => {
@@ -952,6 +987,61 @@ mod tests {
              in_response_to_tweet_id\nDelta,1,False,{T},hi,,\n"
         );
         assert_eq!(events(&csv)["twcs-1"].author.id, "Delta");
+    }
+
+    #[test]
+    fn duplicate_tweet_ids_are_malformed_on_every_row() {
+        // Found by the twcs fuzz target: rows sharing a tweet id shared one index entry, so a
+        // company tweet could take a customer's brand (or be called unattributable), and two
+        // events had one event_id.
+        let csv = format!(
+            "{HEADER}{}{}{}{}",
+            row("1", "42", true, "@Delta help", "", ""),
+            row("1", "AppleSupport", false, "@42 hi", "", ""),
+            row("2", "Delta", false, "@42 we are on it", "", "1"),
+            row("3", "43", true, "@AppleSupport me too", "", ""),
+        );
+        let index = Index::build(csv.as_bytes()).unwrap();
+        assert_eq!(index.stats.tweets, 2);
+        assert_eq!(index.stats.duplicate_rows, 2);
+        let items = run(&csv);
+        for line in [2, 3] {
+            assert!(
+                matches!(&items[line - 2], Item::Malformed { reason, .. } if reason.contains("tweet_id 1 is on more than one row")),
+                "{items:?}"
+            );
+        }
+        let ev = events(&csv);
+        // The reply keeps its link to a tweet that is, for the index, not in the file.
+        assert_eq!(ev["twcs-2"].in_reply_to.as_deref(), Some("twcs-1"));
+        assert_eq!(ev["twcs-2"].conversation_id.as_deref(), Some("twcs-2"));
+        // AppleSupport's only tweet was a duplicate: it is no company, so no brand.
+        assert!(!ev.contains_key("twcs-3"), "{items:?}");
+    }
+
+    #[test]
+    fn created_at_outside_four_digit_years_is_malformed() {
+        // Found with the twcs fuzz check: `+12017` parsed, and the event's created_at,
+        // "+12017-10-31T22:10:47Z", was no RFC 3339 date-time (the decoder rejected it).
+        for (time, ok) in [
+            ("Tue Oct 31 22:10:47 +0000 +12017", false),
+            ("Fri Dec 31 23:30:00 -0100 9999", false),
+            ("Fri Dec 31 23:30:00 +0000 9999", true),
+        ] {
+            let csv = format!("{HEADER}1,Delta,False,{time},x,,\n");
+            let items = run(&csv);
+            match &items[0] {
+                Item::Event { event, .. } => {
+                    assert!(ok, "{time}: {event:?}");
+                    assert_eq!(event.created_at, "9999-12-31T23:30:00Z");
+                }
+                Item::Malformed { reason, .. } => {
+                    assert!(!ok, "{time}: {reason}");
+                    assert!(reason.contains("0000-9999"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
