@@ -500,7 +500,10 @@ mod tests {
         let truncated = r#"{"event_id":"e1","platform":"x","kind":"reply","created_at":"2026-01-05T10:00:00Z","brand":"acme","author":{"id":"u"}"#;
         let e = check(truncated.as_bytes()).unwrap_err();
         assert_eq!(e.reason, RejectReason::InvalidJson, "{e:?}");
-        assert!(e.detail.contains("EOF"), "the syntax error is the detail: {e:?}");
+        assert!(
+            e.detail.contains("EOF"),
+            "the syntax error is the detail: {e:?}"
+        );
         let wrong_then_cut = r#"{"kind":"tweet","event_id":"#;
         assert_eq!(
             check(wrong_then_cut.as_bytes()).unwrap_err().reason,
@@ -520,7 +523,11 @@ mod tests {
         ] {
             let e = check(payload.as_bytes()).unwrap_err();
             assert_eq!(e.reason, RejectReason::SchemaViolation);
-            assert!(e.detail.len() <= DETAIL_BYTES_MAX, "{} bytes", e.detail.len());
+            assert!(
+                e.detail.len() <= DETAIL_BYTES_MAX,
+                "{} bytes",
+                e.detail.len()
+            );
             assert!(e.detail.ends_with('…'), "{}", e.detail);
         }
     }

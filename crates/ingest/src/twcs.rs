@@ -682,10 +682,7 @@ pub fn replay<R: Read, E: From<TwcsError>>(
                 })?;
                 continue;
             }
-            c => index
-                .companies
-                .get(c as usize)
-                .ok_or(TwcsError::Changed)?,
+            c => index.companies.get(c as usize).ok_or(TwcsError::Changed)?,
         };
         let root = match index.root[i] {
             NONE => row.tweet_id,

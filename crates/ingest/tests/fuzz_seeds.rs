@@ -60,9 +60,17 @@ fn the_seeds_reach_every_outcome() {
     let decoder = Decoder::new(DecodeLimits::schema_only());
     let outcomes: Vec<Option<RejectReason>> = seeds("decode")
         .iter()
-        .map(|(_, b)| decoder.check(Some(b), checks::NOW_MICROS).err().map(|r| r.reason))
+        .map(|(_, b)| {
+            decoder
+                .check(Some(b), checks::NOW_MICROS)
+                .err()
+                .map(|r| r.reason)
+        })
         .collect();
-    assert!(outcomes.contains(&None), "no accepted event among the decode seeds");
+    assert!(
+        outcomes.contains(&None),
+        "no accepted event among the decode seeds"
+    );
     assert!(outcomes.contains(&Some(RejectReason::SchemaViolation)));
     let (mut events, mut malformed, mut unattributable, mut refused) = (0, 0, 0, 0);
     for (_, bytes) in seeds("twcs") {

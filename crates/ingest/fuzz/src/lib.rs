@@ -177,7 +177,10 @@ fn round_trip(data: &[u8], batch: &RecordBatch, partition: i32, offset: i64) {
     assert_eq!(text(col::IN_REPLY_TO), e.in_reply_to);
     assert_eq!(text(col::LANG), e.lang.clone());
     if let Some(l) = &e.lang {
-        assert!((1..=LANG_CHARS_MAX).contains(&l.chars().count()), "lang {l:?}");
+        assert!(
+            (1..=LANG_CHARS_MAX).contains(&l.chars().count()),
+            "lang {l:?}"
+        );
     }
     let is_org = batch
         .column_by_name(col::AUTHOR_IS_ORG)
@@ -192,9 +195,10 @@ fn round_trip(data: &[u8], batch: &RecordBatch, partition: i32, offset: i64) {
     let micros = chrono::DateTime::parse_from_rfc3339(&e.created_at)
         .map(|t| t.timestamp_micros())
         .ok();
-    let got = batch
-        .column_by_name(col::CREATED_AT)
-        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>().map(|a| a.value(0)));
+    let got = batch.column_by_name(col::CREATED_AT).and_then(|c| {
+        c.as_primitive_opt::<TimestampMicrosecondType>()
+            .map(|a| a.value(0))
+    });
     assert_eq!(got, micros, "created_at {:?}", e.created_at);
     let part = batch
         .column_by_name(col::KAFKA_PARTITION)
@@ -316,15 +320,21 @@ pub fn twcs(data: &[u8]) {
             && !e.author.is_org
             && p.author.is_org
         {
-            assert_eq!(e.brand, p.brand, "rule 1: {} replies to {}", e.event_id, p.event_id);
+            assert_eq!(
+                e.brand, p.brand,
+                "rule 1: {} replies to {}",
+                e.event_id, p.event_id
+            );
         }
         // Rule 2: otherwise its first @mention of a company.
-        let replies_to_company = e.in_reply_to.as_deref().is_some_and(|p| {
-            by_id.get(p).is_some_and(|p| p.author.is_org)
-        });
+        let replies_to_company = e
+            .in_reply_to
+            .as_deref()
+            .is_some_and(|p| by_id.get(p).is_some_and(|p| p.author.is_org));
         if !e.author.is_org
             && !replies_to_company
-            && let Some(m) = twcs::mentions(&e.text).find(|m| companies.contains(&m.to_ascii_lowercase()))
+            && let Some(m) =
+                twcs::mentions(&e.text).find(|m| companies.contains(&m.to_ascii_lowercase()))
         {
             assert!(
                 e.brand.eq_ignore_ascii_case(m),
@@ -338,9 +348,17 @@ pub fn twcs(data: &[u8]) {
         let Some(root) = e.conversation_id.as_deref() else {
             panic!("{} has no conversation_id", e.event_id);
         };
-        assert!(ids.contains(root), "{}: root {root} is not in the file", e.event_id);
+        assert!(
+            ids.contains(root),
+            "{}: root {root} is not in the file",
+            e.event_id
+        );
         if let Some(r) = by_id.get(root) {
-            assert_eq!(r.conversation_id.as_deref(), Some(root), "a root that is not its own");
+            assert_eq!(
+                r.conversation_id.as_deref(),
+                Some(root),
+                "a root that is not its own"
+            );
         }
         let parent_in_file = e.in_reply_to.as_deref().is_some_and(|p| ids.contains(p));
         if !parent_in_file {
@@ -361,7 +379,10 @@ fn mapping(e: &SocialEvent) {
     let Some(id) = e.event_id.strip_prefix("twcs-") else {
         panic!("event_id {}", e.event_id);
     };
-    assert_eq!(twcs::parse_id(id).map(|v| v.to_string()).as_deref(), Some(id));
+    assert_eq!(
+        twcs::parse_id(id).map(|v| v.to_string()).as_deref(),
+        Some(id)
+    );
     assert_eq!(e.platform, "x");
     let expected_kind = if e.in_reply_to.is_some() {
         EventKind::Reply
@@ -376,9 +397,16 @@ fn mapping(e: &SocialEvent) {
     let stakeholder = (!e.author.is_org).then_some(Stakeholder::Customer);
     assert_eq!(e.author.stakeholder, stakeholder);
     if e.author.is_org {
-        assert_eq!(e.brand, e.author.id, "a company tweet belongs to its author");
+        assert_eq!(
+            e.brand, e.author.id,
+            "a company tweet belongs to its author"
+        );
     }
-    assert!(e.created_at.ends_with('Z') && e.created_at.len() == 20, "{}", e.created_at);
+    assert!(
+        e.created_at.ends_with('Z') && e.created_at.len() == 20,
+        "{}",
+        e.created_at
+    );
     assert_eq!(e.lang, None);
     for m in twcs::mentions(&e.text) {
         assert!(!m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
