@@ -4,6 +4,7 @@
 //! includes the same file and runs every committed seed (`crates/ingest/fuzz/seeds/<target>/`,
 //! minimised crashers among them) through it, so a change that breaks a check, or that makes
 //! a seed fail it, shows in `cargo xtask test` and not only in the next fuzz run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -132,6 +132,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<Report> {
             bar.finish_and_clear();
             tracing::info!(
                 tweets = index.stats.tweets,
+                duplicate_rows = index.stats.duplicate_rows,
                 companies = index.stats.companies,
                 unattributable = index.stats.unattributable,
                 "indexed"
