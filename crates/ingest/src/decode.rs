@@ -76,11 +76,20 @@ pub struct Reject {
 }
 
 impl Reject {
+    /// A reject whose detail is cut to [`DETAIL_BYTES_MAX`]: serde's messages quote the
+    /// offending value whole (`invalid type: string "…"`), which can be most of the payload.
     fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Reject {
-            reason,
-            detail: detail.into(),
+        let mut detail = detail.into();
+        if detail.len() > DETAIL_BYTES_MAX {
+            const CUT: &str = "…";
+            let mut end = DETAIL_BYTES_MAX - CUT.len();
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+            detail.push_str(CUT);
         }
+        Reject { reason, detail }
     }
 }
 
@@ -120,6 +129,9 @@ impl DecodeLimits {
 pub const ID_CHARS_MAX: usize = 256;
 /// The longest language tag the schema allows, in characters.
 pub const LANG_CHARS_MAX: usize = 35;
+/// The longest [`Reject::detail`], in bytes: it travels as a dead-letter header, next to the
+/// payload, and must not make the dead letter larger than the broker accepts.
+pub const DETAIL_BYTES_MAX: usize = 512;
 
 #[derive(Deserialize)]
 struct WireAuthor<'a> {
@@ -260,16 +272,16 @@ fn parse(text: &str) -> Result<WireEvent<'_>, Reject> {
         });
     }
     serde_json::from_str::<WireEvent<'_>>(text).map_err(|e| {
-        let reason = match e.classify() {
-            serde_json::error::Category::Data => RejectReason::SchemaViolation,
-            // Some field deserializers report a wrong type (`"kind": 5`) as "expected value":
-            // valid JSON that does not fit the schema is a schema violation.
-            _ if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
-                RejectReason::SchemaViolation
-            }
-            _ => RejectReason::InvalidJson,
-        };
-        Reject::new(reason, e.to_string())
+        // serde stops at the first error in reading order, and a schema error early in a
+        // document (`"kind":"tweet"`, a missing field of `author`) comes before a syntax error
+        // later on (a truncated message). Syntax is checked first: only a document that is
+        // valid JSON as a whole is a schema violation, and an invalid one is described by its
+        // syntax error. (Some field deserializers also report a wrong type, `"kind": 5`, as a
+        // syntax-like "expected value": valid JSON, so a schema violation.)
+        match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => Reject::new(RejectReason::SchemaViolation, e.to_string()),
+            Err(syntax) => Reject::new(RejectReason::InvalidJson, syntax.to_string()),
+        }
     })
 }
 
@@ -479,6 +491,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.detail.contains("boolean"), "{}", e.detail);
+    }
+
+    #[test]
+    fn truncated_json_with_an_early_schema_error_is_invalid_json() {
+        // Found by the decode fuzz target: serde met the missing `is_org` before the missing
+        // closing brace, and the message was dead-lettered as a schema violation.
+        let truncated = r#"{"event_id":"e1","platform":"x","kind":"reply","created_at":"2026-01-05T10:00:00Z","brand":"acme","author":{"id":"u"}"#;
+        let e = check(truncated.as_bytes()).unwrap_err();
+        assert_eq!(e.reason, RejectReason::InvalidJson, "{e:?}");
+        assert!(
+            e.detail.contains("EOF"),
+            "the syntax error is the detail: {e:?}"
+        );
+        let wrong_then_cut = r#"{"kind":"tweet","event_id":"#;
+        assert_eq!(
+            check(wrong_then_cut.as_bytes()).unwrap_err().reason,
+            RejectReason::InvalidJson
+        );
+    }
+
+    #[test]
+    fn detail_quoting_a_huge_value_is_bounded() {
+        // serde quotes a wrong-typed string whole; the detail is a dead-letter header, and a
+        // payload-sized one made the dead letter too large for the broker even without its
+        // payload (delivery fails, the batch is never acknowledged: a poison message).
+        let huge = "é".repeat(100_000);
+        for payload in [
+            GOOD.replace("\"is_org\":false", &format!("\"is_org\":\"{huge}\"")),
+            GOOD.replace("\"reply\"", &format!("\"{huge}\"")),
+        ] {
+            let e = check(payload.as_bytes()).unwrap_err();
+            assert_eq!(e.reason, RejectReason::SchemaViolation);
+            assert!(
+                e.detail.len() <= DETAIL_BYTES_MAX,
+                "{} bytes",
+                e.detail.len()
+            );
+            assert!(e.detail.ends_with('…'), "{}", e.detail);
+        }
     }
 
     proptest! {

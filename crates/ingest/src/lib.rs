@@ -17,6 +17,8 @@
 //!   the source coordinates, to the dead-letter topic; a batch is acknowledged only after its
 //!   dead letters are delivered, so bad input is never lost either.
 //! * [`metrics`] counts all of it (Prometheus, via `prometheus-client`).
+//! * [`twcs`] reads the "Customer Support on Twitter" CSV into events, for `cluetrain replay`:
+//!   the other way events enter the pipeline, and light enough to fuzz (see its docs).
 
 pub mod dead_letter;
 pub mod decode;
@@ -24,6 +26,7 @@ pub mod error;
 pub mod kafka;
 pub mod metrics;
 pub mod source;
+pub mod twcs;
 
 pub use dead_letter::DeadLetterSink;
 pub use decode::{DecodeLimits, Decoder, Reject, RejectReason};

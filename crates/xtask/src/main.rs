@@ -7,6 +7,9 @@
 //! * `bench`: the Criterion benches of `benches/`.
 //! * `vader-oracle`: regenerates the VADER reference scores with the Python package.
 //! * `check-layers`: only the layering check.
+//! * `fuzz <target> [--seconds N] [-- libFuzzer args]`: installs cargo-fuzz into the cache
+//!   directory if missing (pinned version) and runs a fuzz target on the stable toolchain
+//!   (docs/fuzzing.md).
 //!
 //! The cache directory is `$CLUETRAIN_CACHE`, default `$HOME/.cache/cluetrain`; CI keeps it
 //! between runs so the broker is built once.
@@ -32,6 +35,26 @@ const TOPICS: &[(&str, u32)] = &[
     ("cluetrain-late-events", 1),
 ];
 
+/// The pinned cargo-fuzz release.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Fuzz targets: (name, the crate whose `fuzz/` directory holds it, what it fuzzes).
+const FUZZ_TARGETS: &[(&str, &str, &str)] = &[
+    (
+        "decode",
+        "crates/ingest",
+        "the decoder: payload bytes → event or reject",
+    ),
+    (
+        "twcs",
+        "crates/ingest",
+        "the twcs replay parser: CSV file → indexed, replayed items",
+    ),
+];
+
+/// Seconds a fuzz run lasts unless `--seconds` says otherwise.
+const FUZZ_SECONDS_DEFAULT: u64 = 60;
+
 /// Stage crates that must not depend on each other.
 const STAGES: &[&str] = &["ingest", "enrich", "aggregate"];
 
@@ -46,9 +69,10 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "vader-oracle" => vader::run(rest).map(|()| ExitCode::SUCCESS),
         "check-layers" => check_layers().map(|()| ExitCode::SUCCESS),
+        "fuzz" => fuzz(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\n  test          fmt-independent full test run with a real Kafka broker (Tansu)\n  bench         Criterion benchmarks per stage\n  vader-oracle  regenerate the VADER reference scores (Python vaderSentiment 3.3.2)\n  check-layers  check that ingest, enrich and aggregate do not depend on each other"
+                "usage: cargo xtask <task>\n\n  test          fmt-independent full test run with a real Kafka broker (Tansu)\n  bench         Criterion benchmarks per stage\n  vader-oracle  regenerate the VADER reference scores (Python vaderSentiment 3.3.2)\n  check-layers  check that ingest, enrich and aggregate do not depend on each other\n  fuzz          run a cargo fuzz target: fuzz <decode|twcs> [--seconds N] [-- libFuzzer args]"
             );
             Ok(if task == "help" {
                 ExitCode::SUCCESS
@@ -399,6 +423,146 @@ fn bench(extra: &[String]) -> anyhow::Result<ExitCode> {
     c.args(["bench", "--package", "cluetrain-benches"])
         .args(extra);
     Ok(if status(c, "cargo bench")? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn cargo_fuzz_bin() -> PathBuf {
+    cache_dir()
+        .join("tools")
+        .join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"))
+        .join("bin")
+        .join("cargo-fuzz")
+}
+
+fn ensure_cargo_fuzz() -> anyhow::Result<PathBuf> {
+    let bin = cargo_fuzz_bin();
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    step(&format!(
+        "installing cargo-fuzz {CARGO_FUZZ_VERSION} into {} (first run only; ~2 minutes)",
+        bin.display()
+    ));
+    let root = bin
+        .parent()
+        .and_then(Path::parent)
+        .context("cargo-fuzz path has no root")?;
+    let mut c = cargo();
+    c.args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+        "--root",
+    ])
+    .arg(root)
+    .env(
+        "CARGO_TARGET_DIR",
+        cache_dir().join("tools").join("cargo-fuzz-build"),
+    );
+    if !status(c, "cargo install cargo-fuzz")? || !bin.is_file() {
+        bail!("installing cargo-fuzz failed; see the cargo output above");
+    }
+    Ok(bin)
+}
+
+/// `cargo xtask fuzz <target> [--seconds N] [-- libFuzzer args]`.
+///
+/// On the stable toolchain: `--sanitizer none` keeps cargo fuzz to stable `-C` flags (sancov
+/// instrumentation, `--cfg fuzzing`); AddressSanitizer needs `-Zsanitizer` (nightly, or
+/// `RUSTC_BOOTSTRAP=1`) and breaks librdkafka's build, and our code is `forbid(unsafe_code)`
+/// anyway: what is hunted is panics and broken invariants. The build has its own target
+/// directory (other RUSTFLAGS than the workspace's). The corpus grows in `fuzz/corpus/<target>`
+/// (not committed), starting from the committed `fuzz/seeds/<target>`.
+fn fuzz(args: &[String]) -> anyhow::Result<ExitCode> {
+    let usage = || {
+        let targets: Vec<String> = FUZZ_TARGETS
+            .iter()
+            .map(|(name, krate, what)| format!("  {name:8} {what} ({krate}/fuzz)"))
+            .collect();
+        format!(
+            "usage: cargo xtask fuzz <target> [--seconds N] [-- libFuzzer args]\n\ntargets:\n{}\n\n--seconds 0 runs until stopped (Ctrl-C); default {FUZZ_SECONDS_DEFAULT}.",
+            targets.join("\n")
+        )
+    };
+    let (ours, libfuzzer) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let mut target = None;
+    let mut seconds = FUZZ_SECONDS_DEFAULT;
+    let mut it = ours.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--seconds" => {
+                let v = it.next().context("--seconds needs a number")?;
+                seconds = v
+                    .parse()
+                    .with_context(|| format!("--seconds {v:?} is not a whole number"))?;
+            }
+            "-h" | "--help" => {
+                eprintln!("{}", usage());
+                return Ok(ExitCode::SUCCESS);
+            }
+            t if target.is_none() && !t.starts_with('-') => target = Some(t),
+            other => bail!("unexpected argument {other:?}\n{}", usage()),
+        }
+    }
+    let Some(target) = target else {
+        bail!("which target?\n{}", usage());
+    };
+    let Some(&(name, krate, _)) = FUZZ_TARGETS.iter().find(|(n, _, _)| *n == target) else {
+        bail!("unknown fuzz target {target:?}\n{}", usage());
+    };
+    let cargo_fuzz = ensure_cargo_fuzz()?;
+    let dir = workspace_root().join(krate);
+    let corpus = Path::new("fuzz").join("corpus").join(name);
+    let seeds = Path::new("fuzz").join("seeds").join(name);
+    std::fs::create_dir_all(dir.join(&corpus))
+        .with_context(|| format!("creating {}", dir.join(&corpus).display()))?;
+    step(&format!(
+        "fuzzing {name} for {} (corpus {krate}/{}, seeds {krate}/{})",
+        if seconds == 0 {
+            "as long as it runs".to_string()
+        } else {
+            format!("{seconds} s")
+        },
+        corpus.display(),
+        seeds.display()
+    ));
+    let mut c = Command::new(&cargo_fuzz);
+    c.current_dir(&dir)
+        .args([
+            "fuzz",
+            "run",
+            "--sanitizer",
+            "none",
+            "--release",
+            "--target-dir",
+        ])
+        .arg(cache_dir().join("fuzz-target"))
+        .arg(name)
+        .arg(&corpus)
+        .arg(&seeds)
+        .arg("--")
+        .arg(format!("-max_total_time={seconds}"))
+        .arg("-print_final_stats=1")
+        .args(libfuzzer)
+        // The workspace's target directory is for the normal build only.
+        .env_remove("CARGO_TARGET_DIR");
+    let ok = status(c, "cargo fuzz run")?;
+    if !ok {
+        eprintln!(
+            "\n==> the fuzz run failed. A crash input is in {krate}/fuzz/artifacts/{name}/ (the \
+             reproduce command is above). Once it is fixed, keep it as a seed: \
+             {krate}/fuzz/seeds/{name}/regression-<what-broke>, and add a unit test named after it."
+        );
+    }
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -8,7 +8,9 @@
 
 pub mod jsonl;
 pub mod sink;
-pub mod twcs;
+/// The twcs parser lives in [`ingest::twcs`] (light dependencies, so that it can be fuzzed
+/// without building DataFusion); re-exported here, where the replay uses it.
+pub use ingest::twcs;
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -130,6 +132,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<Report> {
             bar.finish_and_clear();
             tracing::info!(
                 tweets = index.stats.tweets,
+                duplicate_rows = index.stats.duplicate_rows,
                 companies = index.stats.companies,
                 unattributable = index.stats.unattributable,
                 "indexed"

@@ -11,15 +11,24 @@
 //! `response_tweet_id` entry, plus the author-id interner (one copy of each distinct author id).
 //! After indexing only 16 bytes per row (id, brand, thread root) and the company names remain.
 //! See `docs/replay.md`.
+//!
+//! Why this lives in `ingest` and not in the `cluetrain` binary crate that runs the replay: the
+//! parser is pure (CSV bytes in, [`SocialEvent`]s out; no Kafka, no DataFusion) and reads input
+//! from outside, so it is fuzzed (`crates/ingest/fuzz`, docs/fuzzing.md). A fuzz build
+//! instruments every dependency of the crate it fuzzes; from `cluetrain` that would be all of
+//! DataFusion (20+ minutes on 2 cores), from `ingest` it is the decoder's few crates and csv. It
+//! is the other way events enter the pipeline, next to the decoder it is checked against.
+//! `cluetrain::replay::twcs` re-exports it, so the replay and its docs use the old path.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::Read;
 
-use anyhow::Context;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use csv::{ByteRecord, ReaderBuilder};
 use model::{EventKind, SocialAuthor, SocialEvent, Stakeholder};
+
+use crate::error::Fault;
 
 /// The columns of the dataset, in its order.
 pub const COLUMNS: [&str; 7] = [
@@ -46,6 +55,49 @@ const ROWS_MAX: usize = (u32::MAX - 3) as usize;
 const INBOUND_BIT: u32 = 1 << 31;
 /// "No parent" in [`Tweet::parent`] (ids equal to it are rejected as malformed).
 const NO_PARENT: u64 = u64::MAX;
+
+/// Why a file cannot be replayed at all (bad rows are [`Item`]s, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum TwcsError {
+    /// The file is empty: no header row.
+    #[error("missing header row: expected the columns {expected}")]
+    MissingHeader {
+        /// The expected columns, comma-separated.
+        expected: String,
+    },
+    /// The header row does not have exactly the dataset's columns.
+    #[error("wrong header row: expected the columns {expected}; found {found}")]
+    WrongHeader {
+        /// The expected columns, comma-separated.
+        expected: String,
+        /// The columns found.
+        found: String,
+    },
+    /// The CSV reader failed (an I/O error of the underlying reader).
+    #[error("{what}: {cause}")]
+    Csv {
+        /// What was being read.
+        what: &'static str,
+        /// The reader's error.
+        cause: csv::Error,
+    },
+    /// The file has more rows, authors or @mentions than the compact index can hold.
+    #[error("the file is too large to index: {0}")]
+    TooLarge(String),
+    /// The second pass found a row the first did not (the file was modified meanwhile).
+    #[error("the file changed between the two passes")]
+    Changed,
+}
+
+impl TwcsError {
+    /// Whose fault the error is: the file's (header, size, changes) or the reader's.
+    pub fn fault(&self) -> Fault {
+        match self {
+            TwcsError::Csv { .. } => Fault::External,
+            _ => Fault::User,
+        }
+    }
+}
 
 /// What one data row turned into.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +138,7 @@ struct Columns {
 }
 
 impl Columns {
-    fn from_header(header: &ByteRecord) -> anyhow::Result<Columns> {
+    fn from_header(header: &ByteRecord) -> Result<Columns, TwcsError> {
         let names: Vec<String> = header
             .iter()
             .enumerate()
@@ -103,12 +155,12 @@ impl Columns {
         let expected = COLUMNS.join(", ");
         if names.len() != COLUMNS.len() || COLUMNS.iter().any(|c| find(c).is_none()) {
             if header.is_empty() {
-                anyhow::bail!("missing header row: expected the columns {expected}");
+                return Err(TwcsError::MissingHeader { expected });
             }
-            anyhow::bail!(
-                "wrong header row: expected the columns {expected}; found {}",
-                names.join(", ")
-            );
+            return Err(TwcsError::WrongHeader {
+                expected,
+                found: names.join(", "),
+            });
         }
         let at = |name: &str| find(name).unwrap_or(0);
         Ok(Columns {
@@ -173,10 +225,10 @@ fn parse_row<'a>(rec: &'a ByteRecord, cols: &Columns) -> Result<Row<'a>, String>
     if author_id.is_empty() {
         return Err("empty author_id".into());
     }
-    if author_id.chars().count() > ingest::decode::ID_CHARS_MAX {
+    if author_id.chars().count() > crate::decode::ID_CHARS_MAX {
         return Err(format!(
             "author_id is longer than {} characters",
-            ingest::decode::ID_CHARS_MAX
+            crate::decode::ID_CHARS_MAX
         ));
     }
     let raw_inbound = field(rec, cols.inbound, "inbound")?.trim();
@@ -193,6 +245,12 @@ fn parse_row<'a>(rec: &'a ByteRecord, cols: &Columns) -> Result<Row<'a>, String>
             format!("created_at {raw_time:?} is not like \"Tue Oct 31 22:10:47 +0000 2017\" ({e})")
         })?
         .with_timezone(&Utc);
+    // chrono reads `+12017` as a year, but RFC 3339 (the event's created_at) has four digits.
+    if !(0..=9999).contains(&created_at.year()) {
+        return Err(format!(
+            "created_at {raw_time:?} is outside the years 0000-9999 (in UTC)"
+        ));
+    }
     let text = field(rec, cols.text, "text")?;
     let responses = field(rec, cols.response_tweet_id, "response_tweet_id")?;
     for r in response_ids(responses) {
@@ -289,8 +347,10 @@ impl Tweet {
 /// Counts from the indexing pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexStats {
-    /// Valid rows indexed.
+    /// Valid rows indexed (each with a tweet id no other valid row has).
     pub tweets: u64,
+    /// Valid rows left out because another valid row has the same tweet id.
+    pub duplicate_rows: u64,
     /// Distinct company authors.
     pub companies: u64,
     /// Indexed tweets that no rule attributes to a company.
@@ -310,6 +370,8 @@ pub struct Index {
     root: Vec<u32>,
     /// Company author ids.
     companies: Vec<Box<str>>,
+    /// Tweet ids on more than one valid row, sorted: every such row is malformed.
+    duplicates: Vec<u64>,
     /// Counts.
     pub stats: IndexStats,
 }
@@ -322,46 +384,50 @@ fn csv_reader<R: Read>(reader: R) -> csv::Reader<R> {
         .from_reader(reader)
 }
 
-fn read_columns<R: Read>(rdr: &mut csv::Reader<R>) -> anyhow::Result<Columns> {
+fn read_columns<R: Read>(rdr: &mut csv::Reader<R>) -> Result<Columns, TwcsError> {
     let header = rdr
         .byte_headers()
-        .context("reading the header row")?
+        .map_err(|cause| csv_error("reading the header row", cause))?
         .clone();
     Columns::from_header(&header)
+}
+
+fn csv_error(what: &'static str, cause: csv::Error) -> TwcsError {
+    TwcsError::Csv { what, cause }
 }
 
 impl Index {
     /// The first pass: reads every row of `reader` and resolves brands and thread roots.
     /// Malformed rows are skipped silently here (the second pass reports them).
-    pub fn build<R: Read>(reader: R) -> anyhow::Result<Index> {
+    pub fn build<R: Read>(reader: R) -> Result<Index, TwcsError> {
         let mut rdr = csv_reader(reader);
         let cols = read_columns(&mut rdr)?;
         let mut authors: HashMap<Box<str>, u32> = HashMap::new();
-        let mut is_company: Vec<bool> = Vec::new();
         let mut tweets: Vec<Tweet> = Vec::new();
         let mut mention_list: Vec<u64> = Vec::new();
         // (asker tweet id, responder tweet id) from inbound tweets' response_tweet_id.
         let mut response_links: Vec<(u64, u64)> = Vec::new();
         let mut rec = ByteRecord::new();
-        while rdr.read_byte_record(&mut rec).context("reading the file")? {
+        while rdr
+            .read_byte_record(&mut rec)
+            .map_err(|cause| csv_error("reading the file", cause))?
+        {
             let Ok(row) = parse_row(&rec, &cols) else {
                 continue;
             };
             let author = match authors.get(row.author_id) {
                 Some(&a) => a,
                 None => {
-                    if authors.len() >= AUTHORS_MAX {
-                        anyhow::bail!("more than {AUTHORS_MAX} distinct authors");
-                    }
-                    let a = u32::try_from(authors.len()).context("author count")?;
+                    let a = u32::try_from(authors.len())
+                        .ok()
+                        .filter(|_| authors.len() < AUTHORS_MAX)
+                        .ok_or_else(|| {
+                            TwcsError::TooLarge(format!("more than {AUTHORS_MAX} distinct authors"))
+                        })?;
                     authors.insert(row.author_id.into(), a);
-                    is_company.push(false);
                     a
                 }
             };
-            if !row.inbound {
-                is_company[author as usize] = true;
-            }
             let mut mentions_at = NONE;
             if row.inbound {
                 let start = mention_list.len();
@@ -377,14 +443,14 @@ impl Index {
                     mentions_at = u32::try_from(start)
                         .ok()
                         .filter(|&s| s < UNSET)
-                        .context("too many @mentions in the file to index")?;
+                        .ok_or_else(|| TwcsError::TooLarge("too many @mentions".into()))?;
                 }
                 for r in response_ids(row.responses).flatten() {
                     response_links.push((row.tweet_id, r));
                 }
             }
             if tweets.len() >= ROWS_MAX {
-                anyhow::bail!("more than {ROWS_MAX} rows");
+                return Err(TwcsError::TooLarge(format!("more than {ROWS_MAX} rows")));
             }
             tweets.push(Tweet {
                 id: row.tweet_id,
@@ -397,7 +463,6 @@ impl Index {
             cols,
             tweets,
             authors,
-            &is_company,
             &mention_list,
             response_links,
         ))
@@ -407,11 +472,30 @@ impl Index {
         cols: Columns,
         mut tweets: Vec<Tweet>,
         authors: HashMap<Box<str>, u32>,
-        is_company: &[bool],
         mention_list: &[u64],
         response_links: Vec<(u64, u64)>,
     ) -> Index {
         tweets.sort_unstable_by_key(|t| t.id);
+        // An id on several rows is ambiguous (whose brand, whose parent?): every row that has
+        // it is left out, as if malformed; replies to it are replies to a tweet not in the file.
+        let mut duplicates: Vec<u64> = tweets
+            .windows(2)
+            .filter(|w| w[0].id == w[1].id)
+            .map(|w| w[0].id)
+            .collect();
+        duplicates.dedup();
+        let rows = tweets.len();
+        if !duplicates.is_empty() {
+            tweets.retain(|t| duplicates.binary_search(&t.id).is_err());
+        }
+        let duplicate_rows = (rows - tweets.len()) as u64;
+        // Companies are the authors of the company tweets that remain.
+        let mut is_company = vec![false; authors.len()];
+        for t in tweets.iter().filter(|t| !t.inbound()) {
+            if let Some(c) = is_company.get_mut(t.author()) {
+                *c = true;
+            }
+        }
         let find = |id: u64| -> Option<usize> {
             if id == NO_PARENT {
                 return None;
@@ -499,6 +583,7 @@ impl Index {
 
         let stats = IndexStats {
             tweets: tweets.len() as u64,
+            duplicate_rows,
             companies: companies.len() as u64,
             unattributable: brand.iter().filter(|&&b| b == NONE).count() as u64,
         };
@@ -508,6 +593,7 @@ impl Index {
             brand,
             root,
             companies,
+            duplicates,
             stats,
         }
     }
@@ -553,19 +639,22 @@ fn follow(
 }
 
 /// The second pass: maps every data row of `reader` (the same file [`Index::build`] read) to
-/// an [`Item`], in file order.
-pub fn replay<R: Read>(
+/// an [`Item`], in file order. An error of `out` stops the pass and is returned.
+pub fn replay<R: Read, E: From<TwcsError>>(
     reader: R,
     index: &Index,
-    mut out: impl FnMut(Item) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    mut out: impl FnMut(Item) -> Result<(), E>,
+) -> Result<(), E> {
     let mut rdr = csv_reader(reader);
     let cols = read_columns(&mut rdr)?;
     if cols.tweet_id != index.cols.tweet_id || cols.text != index.cols.text {
-        anyhow::bail!("the file changed between the two passes");
+        return Err(TwcsError::Changed.into());
     }
     let mut rec = ByteRecord::new();
-    while rdr.read_byte_record(&mut rec).context("reading the file")? {
+    while rdr
+        .read_byte_record(&mut rec)
+        .map_err(|cause| csv_error("reading the file", cause))?
+    {
         let line = rec.position().map_or(0, csv::Position::line);
         let row = match parse_row(&rec, &cols) {
             Ok(row) => row,
@@ -574,9 +663,17 @@ pub fn replay<R: Read>(
                 continue;
             }
         };
-        let i = index
-            .find(row.tweet_id)
-            .context("the file changed between the two passes")?;
+        if index.duplicates.binary_search(&row.tweet_id).is_ok() {
+            out(Item::Malformed {
+                line,
+                reason: format!(
+                    "tweet_id {} is on more than one row (each of them is skipped)",
+                    row.tweet_id
+                ),
+            })?;
+            continue;
+        }
+        let i = index.find(row.tweet_id).ok_or(TwcsError::Changed)?;
         let brand = match index.brand[i] {
             NONE => {
                 out(Item::Unattributable {
@@ -585,7 +682,7 @@ pub fn replay<R: Read>(
                 })?;
                 continue;
             }
-            c => index.companies.get(c as usize).context("brand index")?,
+            c => index.companies.get(c as usize).ok_or(TwcsError::Changed)?,
         };
         let root = match index.root[i] {
             NONE => row.tweet_id,
@@ -646,7 +743,7 @@ mod tests {
         let mut items = Vec::new();
         replay(csv.as_bytes(), &index, |i| {
             items.push(i);
-            Ok(())
+            Ok::<(), TwcsError>(())
         })
         .unwrap();
         items
@@ -887,6 +984,61 @@ mod tests {
              in_response_to_tweet_id\nDelta,1,False,{T},hi,,\n"
         );
         assert_eq!(events(&csv)["twcs-1"].author.id, "Delta");
+    }
+
+    #[test]
+    fn duplicate_tweet_ids_are_malformed_on_every_row() {
+        // Found by the twcs fuzz target: rows sharing a tweet id shared one index entry, so a
+        // company tweet could take a customer's brand (or be called unattributable), and two
+        // events had one event_id.
+        let csv = format!(
+            "{HEADER}{}{}{}{}",
+            row("1", "42", true, "@Delta help", "", ""),
+            row("1", "AppleSupport", false, "@42 hi", "", ""),
+            row("2", "Delta", false, "@42 we are on it", "", "1"),
+            row("3", "43", true, "@AppleSupport me too", "", ""),
+        );
+        let index = Index::build(csv.as_bytes()).unwrap();
+        assert_eq!(index.stats.tweets, 2);
+        assert_eq!(index.stats.duplicate_rows, 2);
+        let items = run(&csv);
+        for line in [2, 3] {
+            assert!(
+                matches!(&items[line - 2], Item::Malformed { reason, .. } if reason.contains("tweet_id 1 is on more than one row")),
+                "{items:?}"
+            );
+        }
+        let ev = events(&csv);
+        // The reply keeps its link to a tweet that is, for the index, not in the file.
+        assert_eq!(ev["twcs-2"].in_reply_to.as_deref(), Some("twcs-1"));
+        assert_eq!(ev["twcs-2"].conversation_id.as_deref(), Some("twcs-2"));
+        // AppleSupport's only tweet was a duplicate: it is no company, so no brand.
+        assert!(!ev.contains_key("twcs-3"), "{items:?}");
+    }
+
+    #[test]
+    fn created_at_outside_four_digit_years_is_malformed() {
+        // Found with the twcs fuzz check: `+12017` parsed, and the event's created_at,
+        // "+12017-10-31T22:10:47Z", was no RFC 3339 date-time (the decoder rejected it).
+        for (time, ok) in [
+            ("Tue Oct 31 22:10:47 +0000 +12017", false),
+            ("Fri Dec 31 23:30:00 -0100 9999", false),
+            ("Fri Dec 31 23:30:00 +0000 9999", true),
+        ] {
+            let csv = format!("{HEADER}1,Delta,False,{time},x,,\n");
+            let items = run(&csv);
+            match &items[0] {
+                Item::Event { event, .. } => {
+                    assert!(ok, "{time}: {event:?}");
+                    assert_eq!(event.created_at, "9999-12-31T23:30:00Z");
+                }
+                Item::Malformed { reason, .. } => {
+                    assert!(!ok, "{time}: {reason}");
+                    assert!(reason.contains("0000-9999"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
