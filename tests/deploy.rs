@@ -101,7 +101,10 @@ fn dockerfile() -> Vec<Stage> {
             }
         }
     }
-    assert!(current.is_empty(), "the Dockerfile ends inside a continuation");
+    assert!(
+        current.is_empty(),
+        "the Dockerfile ends inside a continuation"
+    );
     let mut stages: Vec<Stage> = Vec::new();
     for l in logical {
         let (op, args) = l.split_once(char::is_whitespace).unwrap_or((&l, ""));
@@ -185,7 +188,9 @@ fn dockerfile_builds_the_workspace_binary_as_ci_resolves_it() {
     let ws = workspace();
     let msrv = ws["workspace"]["package"]["rust-version"].as_str().unwrap();
     let tag = builder.image.strip_prefix("rust:").unwrap();
-    let (version, release) = tag.split_once('-').expect("rust:<version>-<debian release>");
+    let (version, release) = tag
+        .split_once('-')
+        .expect("rust:<version>-<debian release>");
     assert!(
         minor_version(version) >= minor_version(msrv),
         "builder {} is older than the workspace's rust-version {msrv}",
@@ -213,7 +218,10 @@ fn dockerfile_builds_the_workspace_binary_as_ci_resolves_it() {
         .find(|w| w[0] == "-p" || w[0] == "--package")
         .map(|w| w[1])
         .expect("cargo build -p <package>");
-    assert_eq!(package, "cluetrain", "the image builds the cluetrain package");
+    assert_eq!(
+        package, "cluetrain",
+        "the image builds the cluetrain package"
+    );
 
     // The binary cargo produced is the one copied into the runtime and run.
     let cp = words
@@ -457,11 +465,7 @@ fn env_key_path(var: &str) -> Option<Vec<String>> {
     }
     for table in ["properties", "consumer_properties", "producer_properties"] {
         if let Some(name) = rest.strip_prefix(&format!("kafka__{table}__")) {
-            return Some(vec![
-                "kafka".into(),
-                table.into(),
-                name.replace('_', "."),
-            ]);
+            return Some(vec!["kafka".into(), table.into(), name.replace('_', ".")]);
         }
     }
     Some(rest.split("__").map(str::to_string).collect())
@@ -637,12 +641,7 @@ fn compose_services_kafka_kraft_and_mounts_exist() {
     assert!(!kafka.keys().any(|k| k.contains("ZOOKEEPER")));
     assert_eq!(kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "false");
 
-    let declared: BTreeSet<String> = c["volumes"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let declared: BTreeSet<String> = c["volumes"].as_object().unwrap().keys().cloned().collect();
     for (name, svc) in c["services"].as_object().unwrap() {
         for (src, target) in mounts(svc) {
             assert!(target.starts_with('/'), "{name}: {target} is not absolute");
@@ -652,7 +651,11 @@ fn compose_services_kafka_kraft_and_mounts_exist() {
             }
         }
         // Published ports are for this machine only.
-        for p in svc["ports"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        for p in svc["ports"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             assert!(
                 s(p).starts_with("127.0.0.1:"),
                 "{name} publishes {p} beyond the host's loopback"
@@ -662,7 +665,10 @@ fn compose_services_kafka_kraft_and_mounts_exist() {
 
     // cluetrain is built from the Dockerfile, with the repository root as context.
     let build = &service(&c, "cluetrain")["build"];
-    let context = compose_dir().join(s(&build["context"])).canonicalize().unwrap();
+    let context = compose_dir()
+        .join(s(&build["context"]))
+        .canonicalize()
+        .unwrap();
     assert_eq!(context, root());
     assert!(context.join(s(&build["dockerfile"])).is_file());
     assert_eq!(s(&build["dockerfile"]), "deploy/Dockerfile");
@@ -707,7 +713,10 @@ fn compose_cluetrain_config_loads_and_its_topics_and_brands_exist() {
     let (eff, _) = compose_cluetrain(&c, "cluetrain");
     // The generator validates the same file with its own environment.
     let (gen_eff, _) = compose_cluetrain(&c, "generator");
-    assert_eq!(gen_eff.config, eff.config, "generator and pipeline share one config");
+    assert_eq!(
+        gen_eff.config, eff.config,
+        "generator and pipeline share one config"
+    );
     assert_eq!(command(service(&c, "generator"))[0], "generate");
     assert_eq!(command(service(&c, "cluetrain"))[0], "run");
 
@@ -716,7 +725,10 @@ fn compose_cluetrain_config_loads_and_its_topics_and_brands_exist() {
     for t in eff.topics() {
         assert!(created.contains_key(&t), "kafka-init does not create {t}");
     }
-    assert!(created[&eff.config.kafka.input_topic] >= 2, "room to scale out");
+    assert!(
+        created[&eff.config.kafka.input_topic] >= 2,
+        "room to scale out"
+    );
 
     // cluetrain reaches the broker on the listener it advertises to containers.
     let kafka = environment(service(&c, "kafka"));
@@ -746,10 +758,9 @@ fn compose_cluetrain_config_loads_and_its_topics_and_brands_exist() {
 
     // The generator's brands are configured by name with their accounts, so that the
     // dashboard shows them rather than "other".
-    let generated = cluetrain::generate::Generator::new(
-        cluetrain::generate::GeneratorOptions::default(),
-    )
-    .brand_configs();
+    let generated =
+        cluetrain::generate::Generator::new(cluetrain::generate::GeneratorOptions::default())
+            .brand_configs();
     let names = |b: &[model::config::BrandConfig]| -> Vec<(String, Vec<String>)> {
         let mut v: Vec<_> = b
             .iter()
@@ -760,8 +771,8 @@ fn compose_cluetrain_config_loads_and_its_topics_and_brands_exist() {
     };
     assert_eq!(names(&eff.config.brands), names(&generated));
     // The graceful stop has time for ingest.shutdown_timeout.
-    let grace = humantime::parse_duration(s(&service(&c, "cluetrain")["stop_grace_period"]))
-        .unwrap();
+    let grace =
+        humantime::parse_duration(s(&service(&c, "cluetrain")["stop_grace_period"])).unwrap();
     assert!(grace > eff.config.ingest.shutdown_timeout);
 }
 
@@ -809,12 +820,7 @@ fn compose_prometheus_config_passes_promtool_and_scrapes_cluetrain() {
 
     // It loads the shipped alerting rules...
     let p = yaml(&std::fs::read_to_string(&config_file).unwrap());
-    let rules: Vec<&str> = p["rule_files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(s)
-        .collect();
+    let rules: Vec<&str> = p["rule_files"].as_array().unwrap().iter().map(s).collect();
     assert!(!rules.is_empty());
     for r in rules {
         let loaded = std::fs::read_to_string(config_file.parent().unwrap().join(r)).unwrap();
@@ -1001,7 +1007,10 @@ impl Rendered {
                 }
                 let r = &e["valueFrom"]["secretKeyRef"];
                 let secret = self.named("Secret", s(&r["name"]));
-                let data = s(&secret["data"][s(&r["key"])]);
+                let key = s(&r["key"]);
+                let data = secret["data"][key]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name}: the Secret has no key {key}"));
                 let value = base64::engine::general_purpose::STANDARD
                     .decode(data)
                     .unwrap();
@@ -1108,7 +1117,10 @@ fn kubernetes_probes_ports_and_service_match_the_rendered_config() {
         sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
     };
     let svc = r.one("Service");
-    assert!(selects(&svc["spec"]["selector"]), "Service selects the pods");
+    assert!(
+        selects(&svc["spec"]["selector"]),
+        "Service selects the pods"
+    );
     let targets: BTreeSet<u16> = svc["spec"]["ports"]
         .as_array()
         .unwrap()
