@@ -217,15 +217,11 @@ fn ensure_prometheus() -> anyhow::Result<PathBuf> {
 /// cluster). Not installed by xtask (it is not one of Debian's packages): a missing one fails
 /// the run with what to do. `$CLUETRAIN_KUBECTL` names another binary.
 fn ensure_kubectl() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
     let candidates = std::env::var_os("CLUETRAIN_KUBECTL")
         .map(PathBuf::from)
         .into_iter()
-        .chain(
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths)
-                .map(|d| d.join("kubectl")),
-        );
+        .chain(std::env::split_paths(&path).map(|d| d.join("kubectl")));
     for c in candidates {
         if c.is_file() {
             return Ok(c);
