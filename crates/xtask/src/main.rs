@@ -4,6 +4,8 @@
 //!   Kafka-compatible broker Tansu into a cache directory if missing (pinned version), starts it
 //!   on a free loopback port, creates the topics, runs every test of the workspace with the
 //!   broker address in `CLUETRAIN_TEST_BROKERS`, and stops the broker, also when tests fail.
+//!   Also needs Prometheus (promtool; installed from Debian if missing) and kubectl (for
+//!   `kubectl kustomize`; the run fails with how to install it if missing).
 //! * `bench`: the Criterion benches of `benches/`.
 //! * `vader-oracle`: regenerates the VADER reference scores with the Python package.
 //! * `check-layers`: only the layering check.
@@ -235,6 +237,25 @@ fn ensure_prometheus() -> anyhow::Result<PathBuf> {
         .context("prometheus installed but /usr/bin/prometheus or promtool is missing")
 }
 
+/// kubectl, whose built-in kustomize renders deploy/kubernetes for tests/deploy.rs (offline, no
+/// cluster). Not installed by xtask (it is not one of Debian's packages): a missing one fails
+/// the run with what to do. `$CLUETRAIN_KUBECTL` names another binary.
+fn ensure_kubectl() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let candidates = std::env::var_os("CLUETRAIN_KUBECTL")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::split_paths(&path).map(|d| d.join("kubectl")));
+    for c in candidates {
+        if c.is_file() {
+            return Ok(c);
+        }
+    }
+    bail!(
+        "kubectl not found (on PATH or in $CLUETRAIN_KUBECTL): tests/deploy.rs renders deploy/kubernetes with `kubectl kustomize`. Install kubectl 1.27 or later (the `kubectl` package from the Kubernetes project's apt repository, or its release binary on PATH), then rerun"
+    )
+}
+
 /// A running broker, stopped when dropped (also on error and panic paths).
 struct Broker {
     child: Child,
@@ -359,6 +380,7 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     check_layers()?;
     let tansu = ensure_tansu()?;
     let prometheus = ensure_prometheus()?;
+    let kubectl = ensure_kubectl()?;
     // Every target at once, the binary the CLI tests run included: the same feature
     // unification as the test run below, so dependencies (DataFusion above all) are built
     // once instead of once for the binary alone and again for the tests.
@@ -380,6 +402,7 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
         ("CLUETRAIN_TEST_BROKERS", broker.address.clone()),
         ("CLUETRAIN_BIN", bin.display().to_string()),
         ("CLUETRAIN_PROMETHEUS", prometheus.display().to_string()),
+        ("CLUETRAIN_KUBECTL", kubectl.display().to_string()),
     ];
 
     let mut ok = true;
