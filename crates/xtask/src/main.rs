@@ -168,46 +168,55 @@ fn check_layers() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tansu_bin() -> PathBuf {
-    cache_dir()
-        .join("tools")
-        .join(format!("tansu-{TANSU_VERSION}"))
-        .join("bin")
-        .join("tansu")
+fn ensure_tansu() -> anyhow::Result<PathBuf> {
+    ensure_tool(
+        "tansu",
+        TANSU_VERSION,
+        Some(TANSU_FEATURES),
+        "~15 minutes on 2 cores",
+    )
 }
 
-fn ensure_tansu() -> anyhow::Result<PathBuf> {
-    let bin = tansu_bin();
+/// Where `cargo install` puts tool `name` at `version` in the cache.
+fn tool_bin(name: &str, version: &str) -> PathBuf {
+    cache_dir()
+        .join("tools")
+        .join(format!("{name}-{version}"))
+        .join("bin")
+        .join(name)
+}
+
+/// Installs crate `name` at `version` (with `features`) into the cache if missing, with a
+/// target directory of its own so that its build never fights over ours.
+fn ensure_tool(
+    name: &str,
+    version: &str,
+    features: Option<&str>,
+    first_run: &str,
+) -> anyhow::Result<PathBuf> {
+    let bin = tool_bin(name, version);
     if bin.is_file() {
         return Ok(bin);
     }
     step(&format!(
-        "installing Tansu {TANSU_VERSION} into {} (first run only; ~15 minutes on 2 cores)",
+        "installing {name} {version} into {} (first run only; {first_run})",
         bin.display()
     ));
     let root = bin
         .parent()
         .and_then(Path::parent)
-        .context("tansu path has no root")?;
+        .with_context(|| format!("{name} path has no root"))?;
     let mut c = cargo();
-    c.args([
-        "install",
-        "tansu",
-        "--version",
-        TANSU_VERSION,
-        "--locked",
-        "--features",
-        TANSU_FEATURES,
-        "--root",
-    ])
-    .arg(root)
-    // A target directory of its own: the broker's build must not fight over ours.
-    .env(
+    c.args(["install", name, "--version", version, "--locked"]);
+    if let Some(f) = features {
+        c.args(["--features", f]);
+    }
+    c.arg("--root").arg(root).env(
         "CARGO_TARGET_DIR",
-        cache_dir().join("tools").join("tansu-build"),
+        cache_dir().join("tools").join(format!("{name}-build")),
     );
-    if !status(c, "cargo install tansu")? || !bin.is_file() {
-        bail!("installing Tansu failed; see the cargo output above");
+    if !status(c, &format!("cargo install {name}"))? || !bin.is_file() {
+        bail!("installing {name} failed; see the cargo output above");
     }
     Ok(bin)
 }
@@ -452,45 +461,8 @@ fn bench(extra: &[String]) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn cargo_fuzz_bin() -> PathBuf {
-    cache_dir()
-        .join("tools")
-        .join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"))
-        .join("bin")
-        .join("cargo-fuzz")
-}
-
 fn ensure_cargo_fuzz() -> anyhow::Result<PathBuf> {
-    let bin = cargo_fuzz_bin();
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    step(&format!(
-        "installing cargo-fuzz {CARGO_FUZZ_VERSION} into {} (first run only; ~2 minutes)",
-        bin.display()
-    ));
-    let root = bin
-        .parent()
-        .and_then(Path::parent)
-        .context("cargo-fuzz path has no root")?;
-    let mut c = cargo();
-    c.args([
-        "install",
-        "cargo-fuzz",
-        "--version",
-        CARGO_FUZZ_VERSION,
-        "--locked",
-        "--root",
-    ])
-    .arg(root)
-    .env(
-        "CARGO_TARGET_DIR",
-        cache_dir().join("tools").join("cargo-fuzz-build"),
-    );
-    if !status(c, "cargo install cargo-fuzz")? || !bin.is_file() {
-        bail!("installing cargo-fuzz failed; see the cargo output above");
-    }
-    Ok(bin)
+    ensure_tool("cargo-fuzz", CARGO_FUZZ_VERSION, None, "~2 minutes")
 }
 
 /// `cargo xtask fuzz <target> [--seconds N] [-- libFuzzer args]`.
