@@ -12,7 +12,7 @@
 //! `CLUETRAIN_BLESS=1` and review the diff of the expected files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cluetrain_tests::golden::{cases_dir, finals, run_case};
+use cluetrain_tests::golden::{cases_dir, finals, run_case, run_case_restoring};
 use serde_json::Value;
 
 fn check(case: &str) {
@@ -22,6 +22,22 @@ fn check(case: &str) {
         .build()
         .unwrap();
     let got = rt.block_on(run_case(&dir));
+    // Arroyo's rule: every golden case also runs checkpoint → restore (here between every two
+    // batches) and must give exactly the same output.
+    let restored = rt.block_on(run_case_restoring(&dir, true));
+    for (i, (g, r)) in got.iter().zip(&restored).enumerate() {
+        assert_eq!(
+            g,
+            r,
+            "{case}: output line {} differs after checkpoint and restore (uninterrupted left)",
+            i + 1
+        );
+    }
+    assert_eq!(
+        got.len(),
+        restored.len(),
+        "{case}: restored run gives another number of lines"
+    );
     let expected_path = dir.join("expected.jsonl");
     let rendered: String = got
         .iter()

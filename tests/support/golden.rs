@@ -26,10 +26,17 @@ pub fn cases_dir() -> PathBuf {
 
 /// Runs one case and returns its output lines.
 pub async fn run_case(dir: &Path) -> Vec<Value> {
+    run_case_restoring(dir, false).await
+}
+
+/// Runs one case; with `restore`, after every input line each partition's state goes through
+/// a checkpoint (encoded, decoded) into a new job, as after a crash and restart between any
+/// two batches. The output must not change.
+pub async fn run_case_restoring(dir: &Path, restore: bool) -> Vec<Value> {
     let config = cluetrain::settings::load(Some(&dir.join("config.toml")))
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let input = std::fs::read_to_string(dir.join("input.jsonl")).unwrap();
-    run_input(dir, &config, &input, &mut |_| {}).await
+    run_input_restoring(dir, &config, &input, restore, &mut |_| {}).await
 }
 
 /// Runs `input` (a case's lines) with `config`; `exported` receives, as text, everything the
@@ -42,19 +49,50 @@ pub async fn run_input(
     input: &str,
     exported: &mut dyn FnMut(String),
 ) -> Vec<Value> {
+    run_input_restoring(dir, config, input, false, exported).await
+}
+
+/// [`run_input`], with [`run_case_restoring`]'s checkpoint and restore between every two lines
+/// when `restore` is set.
+pub async fn run_input_restoring(
+    dir: &Path,
+    config: &model::config::Config,
+    input: &str,
+    restore: bool,
+    exported: &mut dyn FnMut(String),
+) -> Vec<Value> {
     let mut job = Job::new(config).unwrap();
     let decoder = Decoder::new(DecodeLimits::from_config(&config.ingest));
     let wall: chrono::DateTime<chrono::Utc> = WALL.parse().unwrap();
     let base = Instant::now();
     let mut offset_s = 0.0f64;
     let mut out = Vec::new();
+    let mut partitions = std::collections::BTreeSet::new();
     for (n, line) in input.lines().enumerate() {
+        if restore && !partitions.is_empty() {
+            let now = base + Duration::from_secs_f64(offset_s);
+            let files: Vec<Vec<u8>> = partitions
+                .iter()
+                .map(|p| {
+                    cluetrain::checkpoint::encode(&cluetrain::checkpoint::snapshot(
+                        &job, "input", *p, n as i64, now,
+                    ))
+                    .unwrap()
+                })
+                .collect();
+            job = Job::new(config).unwrap();
+            for f in files {
+                let s = cluetrain::checkpoint::decode(&f).unwrap();
+                cluetrain::checkpoint::restore(&mut job, s, now);
+            }
+        }
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
         let v: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("{} line {}: {e}", dir.display(), n + 1));
         let partition = i32::try_from(v["_partition"].as_i64().unwrap_or(0)).unwrap();
+        partitions.insert(partition);
         if let Some(w) = v["_wall_seconds"].as_f64() {
             offset_s = w;
         }
@@ -64,6 +102,7 @@ pub async fn run_input(
                 .iter()
                 .filter_map(|p| i32::try_from(p.as_i64()?).ok())
                 .collect();
+            partitions.extend(parts.iter().copied());
             job.enrichment
                 .assignment(&parts, &[], base + Duration::from_secs_f64(offset_s));
             continue;

@@ -53,8 +53,13 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates `name` with `partitions` partitions (Tansu does not auto-create topics).
 pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(&brokers(), name, partitions).await;
+}
+
+/// [`create_topic`] on the broker at `brokers`.
+pub async fn create_topic_on(brokers: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
@@ -94,8 +99,13 @@ impl Outgoing {
 
 /// Produces `messages` in order; returns (partition, offset) of each.
 pub async fn produce(topic: &str, messages: &[Outgoing]) -> Vec<(i32, i64)> {
+    produce_on(&brokers(), topic, messages).await
+}
+
+/// [`produce`] to the broker at `brokers`.
+pub async fn produce_on(brokers: &str, topic: &str, messages: &[Outgoing]) -> Vec<(i32, i64)> {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         .set("message.max.bytes", "10000000")
         .create()
@@ -160,8 +170,132 @@ pub fn read_all(topic: &str, count: usize, timeout: Duration) -> Vec<OwnedMessag
 
 /// The group's committed offsets for `topic`, by partition.
 pub fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    committed_on(&brokers(), group, topic, partitions)
+}
+
+/// Each partition's end (high watermark) on the broker at `brokers`, from a fetch: Tansu's
+/// ListOffsets can lag right after producing.
+pub fn end_offsets_on(brokers: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("ends"))
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            (p, high)
+        })
+        .collect()
+}
+
+/// Stops `child` with SIGTERM (a clean shutdown) and waits up to 60 s for it.
+pub fn terminate(child: &mut std::process::Child) {
+    let pid = child.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            assert!(status.success(), "exit after SIGTERM: {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("no exit within 60 s of SIGTERM");
+}
+
+/// A Tansu broker with durable (SQLite) storage, on a port of its own, that a test can kill
+/// and start again on the same storage.
+pub struct DurableBroker {
+    bin: std::path::PathBuf,
+    db: std::path::PathBuf,
+    /// host:port.
+    pub address: String,
+    child: Option<std::process::Child>,
+}
+
+impl DurableBroker {
+    /// Starts the broker `bin` storing into `db`.
+    pub fn start(bin: &std::path::Path, db: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut b = DurableBroker {
+            bin: bin.to_path_buf(),
+            db: db.to_path_buf(),
+            address: format!("127.0.0.1:{port}"),
+            child: None,
+        };
+        b.restart();
+        b
+    }
+
+    /// Starts it (again) on the same port and storage; waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let url = format!("tcp://{}", self.address);
+        let log = std::fs::File::create(self.db.with_extension("log")).expect("broker log");
+        let child = std::process::Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            // Tansu opens `sqlite://NAME` relative to its working directory.
+            .arg("--storage-engine")
+            .arg(format!(
+                "sqlite://{}",
+                self.db.file_name().expect("db file name").to_string_lossy()
+            ))
+            .current_dir(self.db.parent().expect("db directory"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&self.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "durable Tansu did not listen on {} within 30 s (log: {})",
+                self.address,
+                self.db.with_extension("log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills it (SIGKILL): what it acknowledged is in its storage, nothing else.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for DurableBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// [`committed`] on the broker at `brokers`.
+pub fn committed_on(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .create()
         .expect("consumer");
@@ -202,6 +336,8 @@ pub fn config(input: &str, dead_letters: &str) -> Config {
     // The default output topics exist on the test broker (`cargo xtask test` creates them);
     // nothing is written to disk unless a test asks for Parquet.
     c.outputs.parquet_location = String::new();
+    // Checkpoints where `cargo xtask test` says (one directory per test run), else off.
+    c.checkpoint.location = std::env::var("CLUETRAIN_CHECKPOINT__LOCATION").unwrap_or_default();
     c
 }
 

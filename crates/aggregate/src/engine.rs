@@ -38,6 +38,7 @@ use model::config::GroupKey;
 use model::window_record::{
     Backlog, DepartmentFigures, Distribution, QuantileMethod, StakeholderMix, WindowRecord,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::distribution::{BacklogBucket, summarize};
 use crate::error::AggregateError;
@@ -107,7 +108,7 @@ pub struct EngineStats {
     pub windows_open: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 struct Group {
     brand: String,
     platform: Option<String>,
@@ -115,14 +116,14 @@ struct Group {
     department: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 struct StateKey {
     spec: usize,
     start: i64,
     group: Group,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct DeptAcc {
     inbound: u64,
     negative: u64,
@@ -130,7 +131,7 @@ struct DeptAcc {
     frt: Vec<f64>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Acc {
     inbound: u64,
     responses: u64,
@@ -162,12 +163,42 @@ impl Acc {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct WindowState {
     acc: Acc,
     revision: u32,
     closed: bool,
     changed: bool,
+}
+
+/// (spec, group) → (the last finalised window's start, its net sentiment).
+type NetKey = (usize, Group);
+type NetValue = (i64, Option<f64>);
+
+/// The window state of some brands, as a checkpoint keeps it ([`WindowEngine::snapshot`]).
+///
+/// Everything needed to go on as if nothing happened: each window's partial aggregates, its
+/// revision and whether it closed, and the side state later windows read (the previous
+/// window's net sentiment, inbound per brand for share of voice). The indexes by end time are
+/// derived and rebuilt on restore.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EngineSlice {
+    windows: Vec<(StateKey, WindowState)>,
+    last_net: Vec<(NetKey, NetValue)>,
+    brand_inbound: Vec<((usize, i64, String), u64)>,
+    final_floor: Option<i64>,
+    /// Per brand: windows final at or before this time were emitted as final (the engine's
+    /// watermark then); facts for them are not applied after a restore either.
+    floors: Vec<(String, i64)>,
+    /// The engine's watermark when the slice was taken.
+    watermark: Option<i64>,
+}
+
+impl EngineSlice {
+    /// Windows in this slice.
+    pub fn windows(&self) -> usize {
+        self.windows.len()
+    }
 }
 
 /// Event-time window aggregation over DataFusion.
@@ -194,6 +225,9 @@ pub struct WindowEngine {
     /// bound): later facts for them are counted, not applied, so a final is never followed by
     /// a second "revision 1".
     final_floor: Option<i64>,
+    /// Per brand restored from a checkpoint: the watermark its windows had been finalised up
+    /// to (see [`EngineSlice`]).
+    brand_floors: HashMap<String, i64>,
     stats: EngineStats,
 }
 
@@ -223,6 +257,7 @@ impl WindowEngine {
             forced: Vec::new(),
             watermark: None,
             final_floor: None,
+            brand_floors: HashMap::new(),
             stats: EngineStats::default(),
         }
     }
@@ -230,6 +265,105 @@ impl WindowEngine {
     /// The SQL run over each micro-batch (for docs and EXPLAIN).
     pub fn sql(&self) -> (&str, &str) {
         (&self.main_sql, &self.depth_sql)
+    }
+
+    /// The state of the windows of `brands`, for a checkpoint (the engine keeps it: a snapshot
+    /// does not change what happens next).
+    pub fn snapshot(&self, brands: &[&str]) -> EngineSlice {
+        let set: std::collections::HashSet<&str> = brands.iter().copied().collect();
+        let owns = |b: &str| set.contains(b);
+        let floors = brands
+            .iter()
+            .filter_map(|b| {
+                let f = [self.watermark, self.brand_floors.get(*b).copied()]
+                    .into_iter()
+                    .flatten()
+                    .max()?;
+                Some(((*b).to_string(), f))
+            })
+            .collect();
+        let mut windows: Vec<(StateKey, WindowState)> = self
+            .windows
+            .iter()
+            .filter(|(k, _)| owns(&k.group.brand))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        windows.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut last_net: Vec<_> = self
+            .last_net
+            .iter()
+            .filter(|((_, g), _)| owns(&g.brand))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        last_net.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut brand_inbound: Vec<_> = self
+            .brand_inbound
+            .iter()
+            .filter(|((_, _, b), _)| owns(b))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        brand_inbound.sort_by(|a, b| a.0.cmp(&b.0));
+        EngineSlice {
+            windows,
+            last_net,
+            brand_inbound,
+            final_floor: self.final_floor,
+            floors,
+            watermark: self.watermark,
+        }
+    }
+
+    /// Adds a slice from a checkpoint to the state (after [`WindowEngine::reset`], or for
+    /// brands the engine does not hold).
+    pub fn restore(&mut self, slice: EngineSlice) {
+        let h = self.cfg.horizon_micros;
+        for (key, st) in slice.windows {
+            let size = self
+                .cfg
+                .specs
+                .get(key.spec)
+                .map_or(0, WindowSpec::size_micros);
+            let end = key.start.saturating_add(size);
+            if !st.closed {
+                self.pending_close.insert((end, key.clone()));
+            }
+            self.pending_final
+                .insert((end.saturating_add(h), key.clone()));
+            if st.changed {
+                self.changed.insert(key.clone());
+            }
+            self.windows.insert(key, st);
+        }
+        self.last_net.extend(slice.last_net);
+        self.brand_inbound.extend(slice.brand_inbound);
+        self.final_floor = match (self.final_floor, slice.final_floor) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        for (b, f) in slice.floors {
+            let e = self.brand_floors.entry(b).or_insert(f);
+            *e = (*e).max(f);
+        }
+        // The lowest restored watermark: windows of a partition taken over from an instance
+        // that was behind must not close before its events arrive.
+        if let Some(w) = slice.watermark {
+            self.watermark = Some(self.watermark.map_or(w, |c| c.min(w)));
+        }
+    }
+
+    /// Drops every window and the engine's watermark (before restoring the partitions a
+    /// rebalance assigned). Counters are kept.
+    pub fn reset(&mut self) {
+        self.windows.clear();
+        self.pending_close.clear();
+        self.pending_final.clear();
+        self.changed.clear();
+        self.last_net.clear();
+        self.brand_inbound.clear();
+        self.forced.clear();
+        self.watermark = None;
+        self.final_floor = None;
+        self.brand_floors.clear();
     }
 
     /// Counters so far.
@@ -286,10 +420,14 @@ impl WindowEngine {
         let size = self.cfg.specs.get(spec)?.size_micros();
         let end = start.saturating_add(size);
         let final_at = end.saturating_add(self.cfg.horizon_micros);
-        let floor = match (self.watermark, self.final_floor) {
-            (Some(w), Some(f)) => Some(w.max(f)),
-            (w, f) => w.or(f),
-        };
+        let floor = [
+            self.watermark,
+            self.final_floor,
+            self.brand_floors.get(&group.brand).copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
         if floor.is_some_and(|w| final_at <= w) {
             self.stats.updates_after_final += 1;
             return None;
@@ -702,7 +840,9 @@ impl WindowEngine {
         st.changed = false;
         // Closed means the watermark had passed the window's end (a window finalised early by
         // the state bound is final without being closed).
-        let closed = key.start.saturating_add(spec.size_micros()) <= wm;
+        // (Or it closed before: after a rebalance the watermark restarts from the partitions
+        // restored and can be lower for a while.)
+        let closed = st.closed || key.start.saturating_add(spec.size_micros()) <= wm;
         let a = &st.acc;
         let mut backlog = Backlog::default();
         for (t, n) in &a.unanswered {

@@ -34,12 +34,26 @@ struct PartitionMark {
     ended: bool,
 }
 
+/// What a checkpoint keeps of a partition's watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionWatermark {
+    /// The largest event time seen on the partition (µs).
+    pub max_event_time: Option<i64>,
+    /// Whether it was idle (it held nothing back).
+    pub idle: bool,
+    /// The pipeline watermark its events were judged against (µs): after a restore, they
+    /// are never judged against a lower one, so an event late before is late after.
+    pub pipeline: Option<i64>,
+}
+
 /// Tracks per-partition watermarks and the pipeline watermark.
 #[derive(Debug, Clone)]
 pub struct Watermarks {
     cfg: WatermarkConfig,
     partitions: BTreeMap<i32, PartitionMark>,
     current: Option<i64>,
+    /// Per restored partition, the pipeline watermark when its checkpoint was taken.
+    floors: BTreeMap<i32, i64>,
 }
 
 impl Watermarks {
@@ -49,6 +63,7 @@ impl Watermarks {
             cfg,
             partitions: BTreeMap::new(),
             current: None,
+            floors: BTreeMap::new(),
         }
     }
 
@@ -87,6 +102,67 @@ impl Watermarks {
     /// Forgets a partition (revoked in a rebalance).
     pub fn remove(&mut self, partition: i32) {
         self.partitions.remove(&partition);
+    }
+
+    /// What a checkpoint keeps of `partition` at wall time `now`.
+    pub fn snapshot(&self, partition: i32, now: Instant) -> PartitionWatermark {
+        let m = self.partitions.get(&partition);
+        PartitionWatermark {
+            max_event_time: m.and_then(|m| m.max_event_time),
+            idle: m.is_some_and(|m| {
+                m.ended || now.saturating_duration_since(m.last_event_at) > self.cfg.idle_timeout
+            }),
+            pipeline: self.effective(partition),
+        }
+    }
+
+    /// Takes a partition back from a checkpoint at wall time `now`: its largest event time, its
+    /// idleness, and the pipeline watermark its events were judged against, which becomes its
+    /// floor for lateness. The pipeline watermark restarts at the lowest of the restored ones
+    /// (a partition handed over from an instance that was behind is not judged against this
+    /// instance's watermark).
+    pub fn restore(&mut self, partition: i32, s: PartitionWatermark, now: Instant) {
+        let last_event_at = if s.idle {
+            now.checked_sub(self.cfg.idle_timeout + Duration::from_millis(1))
+                .unwrap_or(now)
+        } else {
+            now
+        };
+        self.partitions.insert(
+            partition,
+            PartitionMark {
+                max_event_time: s.max_event_time,
+                last_event_at,
+                ended: false,
+            },
+        );
+        if let Some(p) = s.pipeline {
+            self.floors.insert(partition, p);
+            self.current = Some(self.current.map_or(p, |c| c.min(p)));
+        }
+    }
+
+    /// Forgets every partition and the pipeline watermark, before the partitions of a
+    /// rebalance are restored ([`Watermarks::restore`]).
+    pub fn reset(&mut self) {
+        self.partitions.clear();
+        self.floors.clear();
+        self.current = None;
+    }
+
+    /// The watermark `partition`'s events are judged against: the pipeline watermark, or the
+    /// one it had under its previous owner when that is higher.
+    pub fn effective(&self, partition: i32) -> Option<i64> {
+        match (self.current, self.floors.get(&partition)) {
+            (Some(c), Some(f)) => Some(c.max(*f)),
+            (c, f) => c.or(f.copied()),
+        }
+    }
+
+    /// [`Watermarks::is_late`] for an event of `partition` (see [`Watermarks::effective`]).
+    pub fn is_late_on(&self, partition: i32, event_time: i64, lateness_micros: i64) -> bool {
+        self.effective(partition)
+            .is_some_and(|w| event_time < w.saturating_sub(lateness_micros))
     }
 
     /// The watermark of one partition, if it has seen events.

@@ -43,6 +43,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let history = std::env::temp_dir().join(format!("cluetrain-demo-{}", std::process::id()));
     config.outputs.parquet_location = history.display().to_string();
     config.outputs.parquet_flush_interval = Duration::from_secs(5);
+    // Checkpoints of this demo run only: the embedded broker starts empty every time, so a
+    // previous run's offsets and state must not be restored.
+    config.checkpoint.location = std::env::temp_dir()
+        .join(format!("cluetrain-demo-{}-checkpoints", std::process::id()))
+        .display()
+        .to_string();
     config.sql.password = "demo".into();
     if let Some(a) = args.sql_listen {
         config.sql.listen = a;

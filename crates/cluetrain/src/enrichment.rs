@@ -103,6 +103,9 @@ pub struct EnrichStats {
     /// Negative messages for a forwarding department not kept for forwarding because
     /// `linkage.entries_max` messages already waited for their role.
     pub forward_dropped: u64,
+    /// Events of a brand on another partition than the brand's first (the input should be
+    /// keyed by brand; such a brand's state is checkpointed with its first partition).
+    pub brand_partition_conflicts: u64,
 }
 
 /// An event waiting in the reorder buffer: its partition and linkage's owned input.
@@ -140,6 +143,36 @@ impl Tag {
     }
 }
 
+/// A partition's enrichment state as a checkpoint writes it ([`Enrichment::snapshot`]).
+#[derive(Debug, serde::Serialize)]
+pub struct EnrichSliceRef<'a> {
+    watermark: aggregate::PartitionWatermark,
+    linker: Option<&'a Linker>,
+    reorder: Vec<(i64, &'a str, &'a OwnedInput)>,
+    pending_forward: Vec<(&'a str, i64, &'a serde_json::Value)>,
+    brands: Vec<&'a str>,
+    platforms: &'a [String],
+}
+
+impl EnrichSliceRef<'_> {
+    /// The brands whose window state goes with this partition.
+    pub fn brands(&self) -> &[&str] {
+        &self.brands
+    }
+}
+
+/// A partition's enrichment state as a checkpoint reads it back (the owned twin of
+/// [`EnrichSliceRef`]: same fields, same encoding).
+#[derive(Debug, serde::Deserialize)]
+pub struct EnrichSlice {
+    watermark: aggregate::PartitionWatermark,
+    linker: Option<Linker>,
+    reorder: Vec<(i64, String, OwnedInput)>,
+    pending_forward: Vec<(String, i64, serde_json::Value)>,
+    brands: Vec<String>,
+    platforms: Vec<String>,
+}
+
 /// Sentiment, linkage and routing state of a running pipeline.
 pub struct Enrichment {
     link_cfg: LinkerConfig,
@@ -155,7 +188,11 @@ pub struct Enrichment {
     platforms: Vec<String>,
     /// Negative messages routed to a forwarding department whose role is not known yet:
     /// id → (time, JSON). Bounded like linkage state, and dropped past the horizon.
-    pending_forward: HashMap<String, (i64, serde_json::Value)>,
+    pending_forward: HashMap<String, (i64, i32, serde_json::Value)>,
+    /// The partition each brand's events arrive on: a checkpoint of a partition carries the
+    /// window state of its brands. (The input is keyed by brand; a brand seen on a second
+    /// partition stays with the first and is counted in `EnrichStats::brand_partition_conflicts`.)
+    brand_partition: HashMap<String, i32>,
     pending_forward_max: usize,
     /// Events waiting for the watermark, by (time, id, arrival sequence).
     reorder: std::collections::BTreeMap<(i64, String, u64), Buffered>,
@@ -270,6 +307,7 @@ impl Enrichment {
             always_open: BusinessCalendar::always_open(),
             platforms: Vec::new(),
             pending_forward: HashMap::new(),
+            brand_partition: HashMap::new(),
             pending_forward_max: config.linkage.entries_max,
             reorder: std::collections::BTreeMap::new(),
             reorder_max: config.linkage.reorder_events_max,
@@ -297,6 +335,92 @@ impl Enrichment {
             entries += l.entries();
         }
         (total, entries)
+    }
+
+    /// The partition whose checkpoint carries `brand`'s window state (None: no event of the
+    /// brand seen since the last restore).
+    pub fn brand_partition(&self, brand: &str) -> Option<i32> {
+        self.brand_partition.get(brand).copied()
+    }
+
+    /// What a checkpoint keeps of `partition`: its watermark, linkage state, the events of it
+    /// waiting in the reorder buffer and for forwarding, and the brands it carries. Borrowed:
+    /// a checkpoint does not copy the state it writes. `now` is the wall time idleness is
+    /// judged at.
+    pub fn snapshot(&self, partition: i32, now: Instant) -> EnrichSliceRef<'_> {
+        let mut brands: Vec<&str> = self
+            .brand_partition
+            .iter()
+            .filter(|(_, p)| **p == partition)
+            .map(|(b, _)| b.as_str())
+            .collect();
+        brands.sort_unstable();
+        let mut pending_forward: Vec<_> = self
+            .pending_forward
+            .iter()
+            .filter(|(_, (_, p, _))| *p == partition)
+            .map(|(id, (t, _, json))| (id.as_str(), *t, json))
+            .collect();
+        pending_forward.sort_by(|a, b| a.0.cmp(b.0));
+        EnrichSliceRef {
+            watermark: self.watermarks.snapshot(partition, now),
+            linker: self.linkers.get(&partition),
+            reorder: self
+                .reorder
+                .iter()
+                .filter(|(_, b)| b.partition == partition)
+                .map(|((t, id, _), b)| (*t, id.as_str(), &b.input))
+                .collect(),
+            pending_forward,
+            brands,
+            platforms: &self.platforms,
+        }
+    }
+
+    /// Forgets the state of every partition and the watermark (a rebalance: the partitions
+    /// assigned next are restored from their checkpoints). Counters are kept.
+    pub fn reset(&mut self) {
+        self.linkers.clear();
+        self.watermarks.reset();
+        self.reorder.clear();
+        self.pending_forward.clear();
+        self.brand_partition.clear();
+    }
+
+    /// Takes `partition`'s state back from a checkpoint, observed at wall time `now`.
+    pub fn restore(&mut self, partition: i32, slice: EnrichSlice, now: Instant) {
+        // The checkpoint's tags index its writer's platform table; map them onto ours.
+        let map: Vec<u16> = slice
+            .platforms
+            .iter()
+            .map(|p| self.platform_index(p))
+            .collect();
+        let remap = |tag: u64| {
+            let mut t = Tag::unpack(tag);
+            t.platform = map
+                .get(usize::from(t.platform))
+                .copied()
+                .unwrap_or(u16::MAX);
+            t.pack()
+        };
+        self.watermarks.restore(partition, slice.watermark, now);
+        if let Some(linker) = slice.linker {
+            let mut l = linker.restored(self.link_cfg.clone());
+            l.map_tags(remap);
+            self.linkers.insert(partition, l);
+        }
+        for (t, id, mut input) in slice.reorder {
+            input.set_tag(remap(input.tag()));
+            self.arrivals += 1;
+            self.reorder
+                .insert((t, id, self.arrivals), Buffered { partition, input });
+        }
+        for (id, t, json) in slice.pending_forward {
+            self.pending_forward.insert(id, (t, partition, json));
+        }
+        for b in slice.brands {
+            self.brand_partition.insert(b, partition);
+        }
     }
 
     /// Enrichment's own counters.
@@ -500,13 +624,16 @@ impl Enrichment {
                 continue;
             };
             let created_at = times.value(i);
-            if self.watermarks.is_late(created_at, self.lateness_micros) {
+            let partition = parts.value(i);
+            if self
+                .watermarks
+                .is_late_on(partition, created_at, self.lateness_micros)
+            {
                 late.push(i);
-                late_watermarks.push(self.watermarks.current().unwrap_or_default());
+                late_watermarks.push(self.watermarks.effective(partition).unwrap_or_default());
                 self.stats.late += 1;
                 continue;
             }
-            let partition = parts.value(i);
             let text = texts.value(i);
             let department = self.router.route(text);
             let dept_index = self
@@ -545,9 +672,17 @@ impl Enrichment {
                 if self.pending_forward.len() < self.pending_forward_max {
                     let json = crate::outputs::event_json(&batch, i);
                     self.pending_forward
-                        .insert(event_id.to_string(), (created_at, json));
+                        .insert(event_id.to_string(), (created_at, partition, json));
                 } else {
                     self.stats.forward_dropped += 1;
+                }
+            }
+            let brand = brands.value(i);
+            match self.brand_partition.get(brand) {
+                Some(p) if *p != partition => self.stats.brand_partition_conflicts += 1,
+                Some(_) => {}
+                None => {
+                    self.brand_partition.insert(brand.to_string(), partition);
                 }
             }
             self.watermarks.observe(partition, created_at, now);
@@ -586,7 +721,7 @@ impl Enrichment {
         self.facts(&linked, &mut facts, &mut forwards);
         if let Some(w) = watermark {
             let cutoff = w.saturating_sub(self.horizon_micros);
-            self.pending_forward.retain(|_, (t, _)| *t >= cutoff);
+            self.pending_forward.retain(|_, (t, _, _)| *t >= cutoff);
         }
         let facts = facts.finish().map_err(model_error)?;
         Ok(Enriched {
@@ -654,7 +789,7 @@ impl Enrichment {
                         && *compound <= NEGATIVE_COMPOUND
                         && let Some(d) = department
                         && let Some(topic) = self.forward_topics.get(d)
-                        && let Some((_, json)) = pending
+                        && let Some((_, _, json)) = pending
                     {
                         self.stats.forwarded += 1;
                         forwards.push(Forward {

@@ -89,6 +89,14 @@ impl Job {
         })
     }
 
+    /// Forgets every partition's state (before the partitions of a rebalance are restored
+    /// from their checkpoints). Counters are kept.
+    pub fn reset(&mut self) {
+        self.enrichment.reset();
+        self.engine.reset();
+        self.finished_links.clear();
+    }
+
     /// Processes one batch of decoded events observed at wall time `now` (`wall` stamps the
     /// records' `emitted_at`).
     pub async fn process(

@@ -5,6 +5,7 @@
 //! the only place they meet ([`pipeline`]). Kafka security, HTTP and files stay at the edges.
 
 pub mod admin;
+pub mod checkpoint;
 pub mod cli;
 pub mod demo;
 pub mod enrichment;

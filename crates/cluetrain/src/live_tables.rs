@@ -239,7 +239,8 @@ impl LiveTables {
         self.lock().counters
     }
 
-    /// Emitted window records: each replaces the earlier revision of its window.
+    /// Emitted window records: each replaces the earlier revision of its window; a final record
+    /// is replaced by nothing but a final one (a replay after a restore can emit lower revisions).
     pub fn windows(&self, records: &[WindowRecord]) {
         if records.is_empty() {
             return;
@@ -249,7 +250,7 @@ impl LiveTables {
             let key = r.key();
             let end = r.window_end.timestamp_micros();
             match g.windows.get_mut(&key) {
-                Some(old) if old.revision > r.revision => {}
+                Some(old) if (old.is_final, old.revision) > (r.is_final, r.revision) => {}
                 Some(old) => *old = r.clone(),
                 None => {
                     g.windows_by_end.insert((end, key.clone()));

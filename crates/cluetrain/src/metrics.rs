@@ -130,6 +130,13 @@ struct Totals {
     live: crate::live_tables::LiveCounters,
 }
 
+/// Label set of outcomes (`ok`/`error`, `restored`/`empty`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// The outcome.
+    pub result: String,
+}
+
 /// Label set of the SQL live tables' evictions.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
@@ -215,6 +222,22 @@ pub struct PipelineMetrics {
     pub forward_dropped: Counter,
     /// Rows the SQL live tables dropped because their bound (`sql.*_max`) was reached.
     pub sql_live_evictions: Family<TableLabels, Counter>,
+    /// Checkpoint rounds, by result (`ok`, `error`).
+    pub checkpoints: Family<ResultLabels, Counter>,
+    /// Seconds a checkpoint round took (Parquet flush, encode, write).
+    pub checkpoint_seconds: Histogram,
+    /// Bytes the last checkpoint round wrote.
+    pub checkpoint_bytes: Gauge,
+    /// When the last checkpoint round succeeded (Unix seconds).
+    pub checkpoint_last_success: F64Gauge,
+    /// Partitions restored at an assignment, by outcome (`restored`, `empty`).
+    pub checkpoint_restores: Family<ResultLabels, Counter>,
+    /// Checkpoint files that did not verify (truncated, damaged, another format) and were set
+    /// aside for an older one.
+    pub checkpoint_corrupt: Counter,
+    /// Events and dead letters dropped because their offset is before the restored position
+    /// (read again after a restore) or their partition is not this instance's.
+    pub checkpoint_replay_skipped: Counter,
     totals: Mutex<Totals>,
 }
 
@@ -258,6 +281,13 @@ impl PipelineMetrics {
             windows_updates_after_final: Counter::default(),
             answers_after_horizon: Counter::default(),
             parquet_files: Counter::default(),
+            checkpoints: Family::default(),
+            checkpoint_seconds: latency_histogram(),
+            checkpoint_bytes: Gauge::default(),
+            checkpoint_last_success: F64Gauge::default(),
+            checkpoint_restores: Family::default(),
+            checkpoint_corrupt: Counter::default(),
+            checkpoint_replay_skipped: Counter::default(),
             forward_dropped: Counter::default(),
             sql_live_evictions: Family::default(),
             totals: Mutex::new(Totals::default()),
@@ -591,6 +621,41 @@ impl PipelineMetrics {
 
     /// Registers every metric under `registry`.
     pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "cluetrain_checkpoints",
+            "Checkpoint rounds, by result",
+            self.checkpoints.clone(),
+        );
+        r.register(
+            "cluetrain_checkpoint_duration_seconds",
+            "Seconds a checkpoint round took (Parquet flush, encode, write)",
+            self.checkpoint_seconds.clone(),
+        );
+        r.register(
+            "cluetrain_checkpoint_bytes",
+            "Bytes the last checkpoint round wrote",
+            self.checkpoint_bytes.clone(),
+        );
+        r.register(
+            "cluetrain_checkpoint_last_success_timestamp_seconds",
+            "When the last checkpoint round succeeded (Unix time)",
+            self.checkpoint_last_success.clone(),
+        );
+        r.register(
+            "cluetrain_checkpoint_restores",
+            "Partitions restored at an assignment, by outcome",
+            self.checkpoint_restores.clone(),
+        );
+        r.register(
+            "cluetrain_checkpoint_corrupt",
+            "Checkpoint files that did not verify and were set aside for an older one",
+            self.checkpoint_corrupt.clone(),
+        );
+        r.register(
+            "cluetrain_checkpoint_replay_skipped",
+            "Messages dropped because a restored checkpoint already covers them or another instance owns their partition",
+            self.checkpoint_replay_skipped.clone(),
+        );
         r.register(
             "cluetrain_inbound_messages",
             "Inbound messages (someone addressing the brand), by brand and department",

@@ -7,6 +7,7 @@
 //! are delivered to Kafka. Window state itself lives in memory until checkpoints land, so a
 //! crash replays from the last commit (at-least-once; records are upserts by key and revision).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,13 +15,14 @@ use std::time::Instant;
 use anyhow::Context;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use ingest::source::{self, RunMode, SourceSummary};
+use ingest::source::{self, PartitionOffset, RunMode, SourceSummary};
 use ingest::{DeadLetterSink, IngestBatch, IngestMetrics};
 use model::WindowRecord;
 use model::config::Config;
 use tracing::{error, info};
 
 use crate::admin::Health;
+use crate::checkpoint::{self, CheckpointStore};
 use crate::enrichment::Forward;
 use crate::job::{Job, Step};
 use crate::live_tables::{DeadRow, LateRow, LiveLimits, LiveTables, Voice};
@@ -320,7 +322,7 @@ pub async fn run(
     observers: Observers,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<RunReport> {
-    let mut job = Job::new(config).map_err(|e| {
+    let job = Job::new(config).map_err(|e| {
         anyhow::Error::new(crate::settings::LoadError::Invalid(
             model::config::ConfigError {
                 problems: vec![model::config::ConfigProblem {
@@ -362,7 +364,7 @@ pub async fn run(
         })
     };
     check.await.context("checking output topics")??;
-    let mut parquet = if config.outputs.parquet_location.is_empty() {
+    let parquet = if config.outputs.parquet_location.is_empty() {
         None
     } else {
         Some(ParquetSink::new(
@@ -371,14 +373,51 @@ pub async fn run(
             config.outputs.parquet_rows_max,
         )?)
     };
-    let (handle, mut batches) = source::start(
+    // With checkpoints, rebalances come to this loop: the source waits for the checkpoint of
+    // the partitions it gives up and for the offsets of those it is assigned.
+    let (co_tx, mut rebalances) = tokio::sync::mpsc::channel(16);
+    let ck = if config.checkpoint.location.is_empty() {
+        drop(co_tx);
+        None
+    } else {
+        let store = CheckpointStore::open(
+            &config.checkpoint.location,
+            &config.kafka.group_id,
+            &config.kafka.input_topic,
+            config.checkpoint.keep,
+        )?;
+        info!(location = %config.checkpoint.location, interval = ?config.checkpoint.interval, "checkpoints on");
+        Some((
+            Checkpoints {
+                store,
+                interval: config.checkpoint.interval,
+                last: Instant::now(),
+                owned: BTreeSet::new(),
+                positions: BTreeMap::new(),
+                dirty: BTreeSet::new(),
+                last_seq: None,
+            },
+            co_tx,
+        ))
+    };
+    let (ck, coordination) = match ck {
+        Some((c, tx)) => (
+            Some(c),
+            Some(source::Coordination {
+                tx,
+                timeout: config.checkpoint.rebalance_timeout,
+            }),
+        ),
+        None => (None, None),
+    };
+    let (handle, mut batches) = source::start_coordinated(
         &config.kafka,
         &config.ingest,
         mode,
         observers.ingest.clone(),
+        coordination,
     )
     .context("starting the Kafka consumer")?;
-    let acker = handle.acker();
     info!(
         topic = %config.kafka.input_topic,
         group = %config.kafka.group_id,
@@ -388,46 +427,66 @@ pub async fn run(
         parquet = %config.outputs.parquet_location,
         "pipeline started"
     );
-    let horizon_micros =
-        i64::try_from(config.linkage.response_horizon.as_micros()).unwrap_or(i64::MAX);
-    let mut report = RunReport::default();
+    let mut run = Run {
+        config,
+        mode,
+        acker: handle.acker(),
+        observers,
+        job,
+        dead_letters,
+        outputs,
+        parquet,
+        report: RunReport::default(),
+        deferred: None,
+        last_backlog: None,
+        last_open_refresh: None,
+        horizon_micros: i64::try_from(config.linkage.response_horizon.as_micros())
+            .unwrap_or(i64::MAX),
+        ck,
+    };
     let mut failure = None;
-    // In a bounded run the last batch is acknowledged only after the final window records are
-    // delivered, so that the source's closing commit never runs ahead of them.
-    let mut deferred: Option<IngestBatch> = None;
-    let mut last_backlog: Option<Instant> = None;
-    let mut last_open_refresh: Option<Instant> = None;
     tokio::pin!(shutdown);
     let mut stopping = false;
-    // Parquet is flushed on its interval even when no batch arrives.
-    let mut tick = tokio::time::interval(
-        config
-            .outputs
-            .parquet_flush_interval
-            .min(config.sql.refresh_interval)
-            .clamp(
-                std::time::Duration::from_millis(100),
-                std::time::Duration::from_secs(60),
-            ),
-    );
+    // Parquet is flushed, open conversations refreshed and checkpoints taken on this tick even
+    // when no batch arrives.
+    let mut every = config
+        .outputs
+        .parquet_flush_interval
+        .min(config.sql.refresh_interval);
+    if run.ck.is_some() {
+        every = every.min(config.checkpoint.interval);
+    }
+    let mut tick = tokio::time::interval(every.clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let batch = tokio::select! {
             b = batches.recv() => b,
+            Some(r) = rebalances.recv() => {
+                // The source is inside the rebalance now and queues nothing more: the batches
+                // it queued before come first.
+                while let Ok(b) = batches.try_recv() {
+                    if let Err(e) = run.handle_batch(b).await {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                if failure.is_some() {
+                    handle.stop();
+                    break;
+                }
+                if let Err(e) = run.rebalance(r).await {
+                    error!(error = %format!("{e:#}"), "stopping: partitions could not be restored");
+                    handle.stop();
+                    failure = Some(e);
+                    break;
+                }
+                continue;
+            }
             _ = tick.tick() => {
-                // Also when idle: answers and expiries since the last batch show up.
-                refresh_open(
-                    &observers.tables,
-                    &job,
-                    job.enrichment.watermark(),
-                    &mut last_open_refresh,
-                    config.sql.refresh_interval,
-                );
-                if let Some(p) = parquet.as_mut()
-                    && p.due()
-                    && let Err(e) = p.flush().await
-                {
-                    error!(error = %format!("{e:#}"), "stopping: Parquet output failed");
+                if let Err(e) = run.tick().await {
                     handle.stop();
                     failure = Some(e);
                     break;
@@ -442,137 +501,51 @@ pub async fn run(
             }
         };
         let Some(batch) = batch else { break };
-        if let Err(e) = dead_letters.publish(&batch.rejects).await {
-            // Not acknowledged: its offsets stay uncommitted and the batch is read again.
-            error!(error = %e, "stopping: a batch could not be made durable");
-            failure = Some(anyhow::Error::new(e));
-            handle.stop();
-            break;
-        }
-        let arrived = Instant::now();
-        job.enrichment
-            .assignment(&batch.assigned, &batch.ended, arrived);
-        let watermark_before = job.enrichment.watermark();
-        let step = match job
-            .process(&batch.events, Instant::now(), chrono::Utc::now())
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                // A wiring bug (the batch lacks a column, a query failed): stop without
-                // acknowledging.
-                error!(error = %format!("{e:#}"), "stopping: processing failed");
-                handle.stop();
-                failure = Some(e);
-                break;
-            }
-        };
-        let sent = match messages(config, &step, watermark_before) {
-            Ok(m) => outputs.send_all(&m).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = sent {
-            error!(error = %format!("{e:#}"), "stopping: outputs could not be delivered");
+        if let Err(e) = run.handle_batch(batch).await {
             handle.stop();
             failure = Some(e);
             break;
         }
-        if let Some(p) = parquet.as_mut() {
-            p.push(&step.records);
-            if p.due()
-                && let Err(e) = p.flush().await
-            {
-                error!(error = %format!("{e:#}"), "stopping: Parquet output failed");
-                handle.stop();
-                failure = Some(e);
-                break;
-            }
-        }
-        if let Some(m) = &observers.pipeline {
-            observe(m, &job, &step, parquet.as_ref(), arrived, &mut last_backlog);
-        }
-        observers
-            .health
-            .batch(batch.assigned.len(), step.enriched.watermark);
-        observers.live.observe(
-            &step.enriched.batch,
-            batch.messages,
-            batch.rejects.len() as u64,
-        );
-        observers
-            .live
-            .observe_linked(&step.enriched.linked, horizon_micros);
-        observers.live.set_watermark(step.enriched.watermark);
-        feed_tables(
-            &observers.tables,
-            &job,
-            &batch,
-            &step,
-            watermark_before,
-            &mut last_open_refresh,
-            config.sql.refresh_interval,
-        );
-        if let Some(m) = &observers.pipeline {
-            m.observe_live_tables(observers.tables.counters());
-        }
-        report.batches += 1;
-        report.events += batch.events.num_rows() as u64;
-        report.dead_letters += batch.rejects.len() as u64;
-        report.late_events += step.enriched.late.len() as u64;
-        report.forwarded += step.enriched.forwards.len() as u64;
-        report.window_records += step.records.len() as u64;
-        report.final_records += step.records.iter().filter(|r| r.is_final).count() as u64;
-        if mode == RunMode::UntilEnd {
-            if let Some(prev) = deferred.replace(batch) {
-                acker.ack(&prev);
-            }
-        } else {
-            acker.ack(&batch);
-        }
     }
-    if failure.is_none() && mode == RunMode::UntilEnd && !stopping {
-        match finish_bounded(config, &mut job, &outputs).await {
-            Ok(records) => {
-                // Events still in the reorder buffer (e.g. when a quiet partition held the
-                // watermark to the end) are linked now: the live figures include them.
-                observers
-                    .live
-                    .observe_linked(&job.finished_links, horizon_micros);
-                observers.tables.windows(&records);
-                observers.tables.voices(voices(&job, &job.finished_links));
-                let (open, total) = job
-                    .enrichment
-                    .open_inbound(config.sql.open_conversations_max);
-                observers
-                    .tables
-                    .set_open(open, total, job.enrichment.watermark());
-                report.window_records += records.len() as u64;
-                report.final_records += records.iter().filter(|r| r.is_final).count() as u64;
-                if let Some(p) = parquet.as_mut() {
-                    p.push(&records);
-                }
-            }
-            Err(e) => {
-                error!(error = %format!("{e:#}"), "the final window records could not be delivered");
-                deferred = None;
-                failure = Some(e);
-            }
-        }
+    if failure.is_none()
+        && run.ck.is_some()
+        && let Err(e) = run.checkpoint("end of run").await
+    {
+        // Not committed: the next run restores the previous checkpoint and reads again.
+        error!(error = %format!("{e:#}"), "the final checkpoint failed");
+        failure = Some(e.into());
     }
-    if let Some(p) = parquet.as_mut() {
+    if failure.is_none()
+        && mode == RunMode::UntilEnd
+        && !stopping
+        && let Err(e) = run.finish().await
+    {
+        error!(error = %format!("{e:#}"), "the final window records could not be delivered");
+        run.deferred = None;
+        failure = Some(e);
+    }
+    if let Some(p) = run.parquet.as_mut() {
         if let Err(e) = p.flush().await {
             error!(error = %format!("{e:#}"), "Parquet output failed at shutdown");
-            deferred = None;
+            run.deferred = None;
             failure.get_or_insert(e);
         }
-        report.parquet_files = p.files_written();
+        run.report.parquet_files = p.files_written();
     }
-    if let Some(last) = deferred.take() {
-        acker.ack(&last);
+    if let Some(last) = run.deferred.take() {
+        run.acker.ack(&last);
     }
+    let Run {
+        acker,
+        mut report,
+        job,
+        ..
+    } = run;
     drop(acker);
-    // Unblock the source if it waits on a full queue, then let it commit and close.
+    // Unblock the source if it waits on a full queue or for a rebalance answer, then let it
+    // commit and close.
     drop(batches);
+    drop(rebalances);
     report.source = tokio::task::spawn_blocking(move || handle.join())
         .await
         .context("joining the ingest thread")?
@@ -601,6 +574,7 @@ pub async fn run(
         forwarded = en.forwarded,
         forward_dropped = en.forward_dropped,
         reorder_forced = en.reorder_forced,
+        brand_partition_conflicts = en.brand_partition_conflicts,
         "enrichment"
     );
     info!(
@@ -615,6 +589,471 @@ pub async fn run(
     match failure {
         Some(e) => Err(e.context("pipeline stopped on an error")),
         None => Ok(report),
+    }
+}
+
+/// Checkpoint bookkeeping of a run (`checkpoint.location` set).
+struct Checkpoints {
+    store: CheckpointStore,
+    interval: std::time::Duration,
+    last: Instant,
+    /// The partitions this instance owns since the last rebalance; events of others (read
+    /// before the rebalance took effect) are dropped.
+    owned: BTreeSet<i32>,
+    /// Per owned partition, the next offset to process: restored from the checkpoint, then
+    /// moved by every batch. Events before it are already in the state and are dropped.
+    positions: BTreeMap<i32, i64>,
+    /// Partitions whose position moved since their last checkpoint.
+    dirty: BTreeSet<i32>,
+    /// Sequence number of the last batch processed.
+    last_seq: Option<u64>,
+}
+
+/// Why a checkpoint round failed.
+#[derive(Debug, thiserror::Error)]
+enum CheckpointFailure {
+    /// Parquet could not be flushed first: the pipeline stops, as for any Parquet failure.
+    #[error("flushing Parquet before the checkpoint: {0:#}")]
+    Parquet(anyhow::Error),
+    /// The store did not take a checkpoint: nothing is committed; the next round retries.
+    #[error("writing the checkpoint: {0:#}")]
+    Store(anyhow::Error),
+}
+
+/// What one run holds between batches.
+struct Run<'a> {
+    config: &'a Config,
+    mode: RunMode,
+    acker: source::Acker,
+    observers: Observers,
+    job: Job,
+    dead_letters: DeadLetterSink,
+    outputs: OutputProducer,
+    parquet: Option<ParquetSink>,
+    report: RunReport,
+    /// Without checkpoints, in a bounded run, the last batch is acknowledged only after the
+    /// final window records are delivered, so that the source's closing commit never runs
+    /// ahead of them. (With checkpoints, the final checkpoint covers them: a restart restores
+    /// it and finishes again.)
+    deferred: Option<IngestBatch>,
+    last_backlog: Option<Instant>,
+    last_open_refresh: Option<Instant>,
+    horizon_micros: i64,
+    ck: Option<Checkpoints>,
+}
+
+impl Run<'_> {
+    /// Drops what a checkpoint already covers or another instance owns.
+    fn admit(&mut self, batch: &mut IngestBatch) -> anyhow::Result<()> {
+        let Some(ck) = &self.ck else { return Ok(()) };
+        let keep = |p: i32, o: i64| {
+            ck.owned.contains(&p) && ck.positions.get(&p).is_none_or(|next| o >= *next)
+        };
+        let before = batch.rejects.len();
+        batch.rejects.retain(|r| keep(r.partition, r.offset));
+        let mut skipped = (before - batch.rejects.len()) as u64;
+        let events = &batch.events;
+        if events.num_rows() > 0 {
+            let parts = events
+                .column_by_name(model::schema::col::KAFKA_PARTITION)
+                .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int32Type>())
+                .context("internal: batch without kafka_partition")?;
+            let offs = events
+                .column_by_name(model::schema::col::KAFKA_OFFSET)
+                .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>())
+                .context("internal: batch without kafka_offset")?;
+            let mask: arrow_array::BooleanArray = parts
+                .values()
+                .iter()
+                .zip(offs.values().iter())
+                .map(|(p, o)| Some(keep(*p, *o)))
+                .collect();
+            let dropped = mask.false_count();
+            if dropped > 0 {
+                skipped += dropped as u64;
+                batch.events = datafusion::arrow::compute::filter_record_batch(events, &mask)
+                    .context("internal: filtering a batch")?;
+            }
+        }
+        if skipped > 0 {
+            if let Some(m) = &self.observers.pipeline {
+                m.checkpoint_replay_skipped.inc_by(skipped);
+            }
+            tracing::debug!(skipped, "messages already covered by the restored state");
+        }
+        Ok(())
+    }
+
+    /// One batch: dead letters, the job, its outputs, observers; then its acknowledgement
+    /// (without checkpoints) or its place in the next checkpoint. An error stops the run.
+    async fn handle_batch(&mut self, mut batch: IngestBatch) -> anyhow::Result<()> {
+        let config = self.config;
+        self.admit(&mut batch)?;
+        if let Err(e) = self.dead_letters.publish(&batch.rejects).await {
+            // Not acknowledged: its offsets stay uncommitted and the batch is read again.
+            error!(error = %e, "stopping: a batch could not be made durable");
+            return Err(anyhow::Error::new(e));
+        }
+        let arrived = Instant::now();
+        self.job
+            .enrichment
+            .assignment(&batch.assigned, &batch.ended, arrived);
+        let watermark_before = self.job.enrichment.watermark();
+        let step = match self
+            .job
+            .process(&batch.events, Instant::now(), chrono::Utc::now())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                // A wiring bug (the batch lacks a column, a query failed): stop without
+                // acknowledging.
+                error!(error = %format!("{e:#}"), "stopping: processing failed");
+                return Err(e);
+            }
+        };
+        let sent = match messages(config, &step, watermark_before) {
+            Ok(m) => self.outputs.send_all(&m).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            error!(error = %format!("{e:#}"), "stopping: outputs could not be delivered");
+            return Err(e);
+        }
+        if let Some(p) = self.parquet.as_mut() {
+            p.push(&step.records);
+            if p.due()
+                && let Err(e) = p.flush().await
+            {
+                error!(error = %format!("{e:#}"), "stopping: Parquet output failed");
+                return Err(e);
+            }
+        }
+        let observers = &self.observers;
+        if let Some(m) = &observers.pipeline {
+            observe(
+                m,
+                &self.job,
+                &step,
+                self.parquet.as_ref(),
+                arrived,
+                &mut self.last_backlog,
+            );
+        }
+        observers
+            .health
+            .batch(batch.assigned.len(), step.enriched.watermark);
+        observers.live.observe(
+            &step.enriched.batch,
+            batch.messages,
+            batch.rejects.len() as u64,
+        );
+        observers
+            .live
+            .observe_linked(&step.enriched.linked, self.horizon_micros);
+        observers.live.set_watermark(step.enriched.watermark);
+        feed_tables(
+            &observers.tables,
+            &self.job,
+            &batch,
+            &step,
+            watermark_before,
+            &mut self.last_open_refresh,
+            config.sql.refresh_interval,
+        );
+        if let Some(m) = &observers.pipeline {
+            m.observe_live_tables(observers.tables.counters());
+        }
+        let report = &mut self.report;
+        report.batches += 1;
+        report.events += batch.events.num_rows() as u64;
+        report.dead_letters += batch.rejects.len() as u64;
+        report.late_events += step.enriched.late.len() as u64;
+        report.forwarded += step.enriched.forwards.len() as u64;
+        report.window_records += step.records.len() as u64;
+        report.final_records += step.records.iter().filter(|r| r.is_final).count() as u64;
+        match self.ck.as_mut() {
+            Some(ck) => {
+                for o in &batch.offsets {
+                    if ck.owned.contains(&o.partition) {
+                        let next = ck.positions.entry(o.partition).or_insert(o.next_offset);
+                        if o.next_offset >= *next {
+                            *next = o.next_offset;
+                            ck.dirty.insert(o.partition);
+                        }
+                    }
+                }
+                ck.last_seq = Some(batch.seq);
+            }
+            None if self.mode == RunMode::UntilEnd => {
+                if let Some(prev) = self.deferred.replace(batch) {
+                    self.acker.ack(&prev);
+                }
+            }
+            None => self.acker.ack(&batch),
+        }
+        Ok(())
+    }
+
+    /// The periodic work: open conversations, Parquet, checkpoints. An error stops the run.
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        // Also when idle: answers and expiries since the last batch show up.
+        refresh_open(
+            &self.observers.tables,
+            &self.job,
+            self.job.enrichment.watermark(),
+            &mut self.last_open_refresh,
+            self.config.sql.refresh_interval,
+        );
+        if self
+            .ck
+            .as_ref()
+            .is_some_and(|ck| ck.last.elapsed() >= ck.interval)
+        {
+            match self.checkpoint("interval").await {
+                Ok(_) => {}
+                Err(CheckpointFailure::Store(e)) => {
+                    // Nothing committed; the next round tries again (replay grows meanwhile).
+                    error!(error = %format!("{e:#}"), "checkpoint failed; retrying at the next interval");
+                }
+                Err(e @ CheckpointFailure::Parquet(_)) => {
+                    error!(error = %e, "stopping: Parquet output failed");
+                    return Err(e.into());
+                }
+            }
+        }
+        if let Some(p) = self.parquet.as_mut()
+            && p.due()
+            && let Err(e) = p.flush().await
+        {
+            error!(error = %format!("{e:#}"), "stopping: Parquet output failed");
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint of every partition whose position moved, after flushing Parquet,
+    /// then hands the covered offsets to the source to commit. Returns them.
+    async fn checkpoint(&mut self, why: &str) -> Result<Vec<PartitionOffset>, CheckpointFailure> {
+        let Some(ck) = self.ck.as_mut() else {
+            return Ok(Vec::new());
+        };
+        ck.last = Instant::now();
+        let started = Instant::now();
+        if !ck.dirty.is_empty()
+            && let Some(p) = self.parquet.as_mut()
+        {
+            // Records emitted before the checkpoint are not emitted again after a restore:
+            // they must be durable first.
+            p.flush().await.map_err(CheckpointFailure::Parquet)?;
+        }
+        let topic = self.config.kafka.input_topic.as_str();
+        let mut written = Vec::new();
+        let mut bytes_total = 0usize;
+        let metrics = self.observers.pipeline.clone();
+        let result: anyhow::Result<()> = async {
+            for p in ck.dirty.clone() {
+                let Some(&next) = ck.positions.get(&p) else {
+                    continue;
+                };
+                let bytes = checkpoint::encode(&checkpoint::snapshot(
+                    &self.job,
+                    topic,
+                    p,
+                    next,
+                    Instant::now(),
+                ))?;
+                bytes_total += bytes.len();
+                ck.store.write(p, next, bytes).await?;
+                ck.dirty.remove(&p);
+                written.push(PartitionOffset {
+                    partition: p,
+                    next_offset: next,
+                });
+            }
+            Ok(())
+        }
+        .await;
+        if let Some(m) = &metrics {
+            let ok = result.is_ok();
+            m.checkpoints
+                .get_or_create(&crate::metrics::ResultLabels {
+                    result: if ok { "ok" } else { "error" }.into(),
+                })
+                .inc();
+            m.checkpoint_seconds
+                .observe(started.elapsed().as_secs_f64());
+            m.checkpoint_bytes
+                .set(i64::try_from(bytes_total).unwrap_or(i64::MAX));
+            if ok {
+                #[allow(clippy::cast_precision_loss)] // ms since the epoch, far below 2^52
+                m.checkpoint_last_success
+                    .set(chrono::Utc::now().timestamp_millis() as f64 / 1e3);
+            }
+        }
+        // What was written is durable even if a later partition failed: commit it.
+        if let Some(seq) = ck.last_seq {
+            if result.is_ok() {
+                self.acker.ack_through(seq, written.clone());
+            } else if !written.is_empty() {
+                // Not every batch is covered: only offsets, no batch count.
+                self.acker.ack_through(0, written.clone());
+            }
+        }
+        result.map_err(CheckpointFailure::Store)?;
+        if !written.is_empty() {
+            info!(
+                why,
+                partitions = ?written.iter().map(|o| o.partition).collect::<Vec<_>>(),
+                bytes = bytes_total,
+                seconds = started.elapsed().as_secs_f64(),
+                "checkpoint written"
+            );
+        }
+        Ok(written)
+    }
+
+    /// A rebalance: checkpoint and forget before partitions go; restore before they are read.
+    async fn rebalance(&mut self, r: source::Rebalanced) -> anyhow::Result<()> {
+        match r {
+            source::Rebalanced::Revoking { partitions, reply } => {
+                let covered = match self.checkpoint("rebalance").await {
+                    Ok(_) => self.ck.as_ref().map_or_else(Vec::new, |ck| {
+                        partitions
+                            .iter()
+                            .filter_map(|p| {
+                                ck.positions.get(p).map(|o| PartitionOffset {
+                                    partition: *p,
+                                    next_offset: *o,
+                                })
+                            })
+                            .collect()
+                    }),
+                    Err(e) => {
+                        // The next owner restores the previous checkpoint and reads more.
+                        error!(error = %e, "checkpoint before giving up partitions failed");
+                        Vec::new()
+                    }
+                };
+                // The source may have timed out and gone on: nothing to answer then.
+                let _ = reply.send(covered);
+                // Eager rebalancing gives up the whole assignment: what comes back is restored
+                // from the checkpoints just written.
+                self.job.reset();
+                if let Some(ck) = self.ck.as_mut() {
+                    ck.owned.clear();
+                    ck.positions.clear();
+                    ck.dirty.clear();
+                }
+                Ok(())
+            }
+            source::Rebalanced::Assigned { partitions, reply } => {
+                let starts = self.restore(&partitions).await?;
+                let _ = reply.send(starts);
+                Ok(())
+            }
+        }
+    }
+
+    /// Rebuilds the state of `partitions` from their newest good checkpoints. Returns the
+    /// offset each restored partition starts from.
+    async fn restore(&mut self, partitions: &[i32]) -> anyhow::Result<Vec<PartitionOffset>> {
+        let Some(ck) = self.ck.as_mut() else {
+            return Ok(Vec::new());
+        };
+        self.job.reset();
+        ck.owned = partitions.iter().copied().collect();
+        ck.positions.clear();
+        ck.dirty.clear();
+        let metrics = self.observers.pipeline.clone();
+        let now = Instant::now();
+        let mut starts = Vec::new();
+        for &p in partitions {
+            let found = ck
+                .store
+                .latest(p)
+                .await
+                .with_context(|| format!("restoring partition {p} (checkpoint.location)"))?;
+            for r in &found.rejected {
+                error!(
+                    partition = p,
+                    path = %r.path,
+                    reason = %r.reason,
+                    "corrupt checkpoint set aside (moved to quarantine/); falling back to the previous one"
+                );
+                if let Some(m) = &metrics {
+                    m.checkpoint_corrupt.inc();
+                }
+            }
+            let outcome = match found.snapshot {
+                Some((s, path)) => {
+                    info!(
+                        partition = p,
+                        offset = s.next_offset,
+                        windows = s.windows(),
+                        path = %path,
+                        "partition restored from its checkpoint"
+                    );
+                    ck.positions.insert(p, s.next_offset);
+                    starts.push(PartitionOffset {
+                        partition: p,
+                        next_offset: s.next_offset,
+                    });
+                    checkpoint::restore(&mut self.job, s, now);
+                    "restored"
+                }
+                None => {
+                    if found.rejected.is_empty() {
+                        info!(
+                            partition = p,
+                            "no checkpoint: the partition starts with empty state at its committed offset"
+                        );
+                    } else {
+                        error!(
+                            partition = p,
+                            "no usable checkpoint: the partition starts with empty state at its committed offset; windows over earlier events are incomplete"
+                        );
+                    }
+                    "empty"
+                }
+            };
+            if let Some(m) = &metrics {
+                m.checkpoint_restores
+                    .get_or_create(&crate::metrics::ResultLabels {
+                        result: outcome.into(),
+                    })
+                    .inc();
+            }
+        }
+        Ok(starts)
+    }
+
+    /// End of a bounded run: every window final, published, and kept for the observers.
+    async fn finish(&mut self) -> anyhow::Result<()> {
+        let records = finish_bounded(self.config, &mut self.job, &self.outputs).await?;
+        let observers = &self.observers;
+        // Events still in the reorder buffer (e.g. when a quiet partition held the watermark
+        // to the end) are linked now: the live figures include them.
+        observers
+            .live
+            .observe_linked(&self.job.finished_links, self.horizon_micros);
+        observers.tables.windows(&records);
+        observers
+            .tables
+            .voices(voices(&self.job, &self.job.finished_links));
+        let (open, total) = self
+            .job
+            .enrichment
+            .open_inbound(self.config.sql.open_conversations_max);
+        observers
+            .tables
+            .set_open(open, total, self.job.enrichment.watermark());
+        self.report.window_records += records.len() as u64;
+        self.report.final_records += records.iter().filter(|r| r.is_final).count() as u64;
+        if let Some(p) = self.parquet.as_mut() {
+            p.push(&records);
+        }
+        Ok(())
     }
 }
 

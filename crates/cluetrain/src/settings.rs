@@ -34,6 +34,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "sql",
     "privacy",
+    "checkpoint",
 ];
 
 /// Property tables whose keys are librdkafka property names.

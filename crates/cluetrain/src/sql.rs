@@ -109,8 +109,10 @@ pub async fn history_context(
     if let Some(live) = live {
         live.register(&ctx)?;
     }
-    // Views for the current figures: the highest revision per key, over the history and what
-    // the running pipeline emitted since (the same revision in both is the same row).
+    // Views for the current figures: per key, a final record if there is one, else the highest
+    // revision, over the history and what the running pipeline emitted since. Final first:
+    // after a crash the records since the last checkpoint are emitted again with the same final
+    // figures but possibly other revision numbers (docs/outputs.md, "Delivery guarantees").
     for (view, table, live_table, key) in [
         (
             "engagement_windows",
@@ -132,7 +134,8 @@ pub async fn history_context(
         };
         let sql = format!(
             "CREATE VIEW {view} AS SELECT * EXCLUDE (revision_rank) FROM (SELECT *, \
-             row_number() OVER (PARTITION BY {key} ORDER BY revision DESC) AS revision_rank \
+             row_number() OVER (PARTITION BY {key} ORDER BY \"final\" DESC, revision DESC) \
+             AS revision_rank \
              FROM {source}) WHERE revision_rank = 1"
         );
         ctx.sql(&sql)

@@ -17,9 +17,10 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use model::EventKind;
+use serde::{Deserialize, Serialize};
 
 /// The role of an event relative to its brand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Someone else addressing the brand.
     Inbound,
@@ -48,8 +49,9 @@ impl Role {
 
 /// How the brand's own accounts are recognised (the metrics reference: configured accounts,
 /// and `author.is_org` on authors configured for the brand). Named because tools differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OrgAuthorRule {
+    #[default]
     /// Only configured account ids or handles count as the brand.
     Configured,
     /// Configured accounts when the brand has any; for brands without configured accounts, any
@@ -58,7 +60,7 @@ pub enum OrgAuthorRule {
 }
 
 /// Linkage settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LinkerConfig {
     /// Response horizon H in µs: answers later than this do not count, and state older than
     /// the watermark minus H is dropped.
@@ -170,7 +172,7 @@ pub struct OpenInbound<'a> {
 }
 
 /// Counters of one linker; they only grow.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkStats {
     /// Events linked.
     pub linked: u64,
@@ -186,7 +188,7 @@ pub struct LinkStats {
     pub evicted: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Node {
     brand: String,
     author_id: String,
@@ -199,14 +201,14 @@ struct Node {
     tag: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Held {
     input: OwnedInput,
 }
 
 /// A [`LinkInput`] that owns its strings: for events that wait (held replies here, a reorder
 /// buffer upstream).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OwnedInput {
     event_id: String,
     brand: String,
@@ -237,6 +239,16 @@ impl OwnedInput {
         }
     }
 
+    /// The packed attributes the caller attached.
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    /// Replaces the packed attributes (see [`Linker::map_tags`]).
+    pub fn set_tag(&mut self, tag: u64) {
+        self.tag = tag;
+    }
+
     /// The borrowed form, for [`Linker::observe`].
     pub fn view(&self) -> LinkInput<'_> {
         LinkInput {
@@ -254,7 +266,7 @@ impl OwnedInput {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Conversation {
     last_by_brand: Option<bool>,
     turns: u32,
@@ -267,11 +279,17 @@ struct Conversation {
 const AWAITING_EFFECT_MAX: usize = 16;
 
 /// Linkage state of one partition.
-#[derive(Debug)]
+///
+/// Serialisable for checkpoints: the state goes, the settings do not (a restored linker takes
+/// the settings of the process that restores it, [`Linker::restored`]).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Linker {
+    #[serde(skip)]
     cfg: LinkerConfig,
     nodes: HashMap<String, Node>,
-    /// (created_at, id) of every node, oldest first: expiry and eviction order.
+    /// (created_at, id) of every node, oldest first: expiry and eviction order. Derived from
+    /// `nodes`, so not written to checkpoints.
+    #[serde(skip)]
     age: BTreeSet<(i64, String)>,
     /// Replies waiting for their parent, by parent id.
     held: HashMap<String, Vec<Held>>,
@@ -297,6 +315,31 @@ impl Linker {
     /// Counters so far.
     pub fn stats(&self) -> LinkStats {
         self.stats
+    }
+
+    /// A linker read back from a checkpoint, with this process's settings; derived indexes
+    /// are rebuilt.
+    #[must_use]
+    pub fn restored(mut self, cfg: LinkerConfig) -> Self {
+        self.cfg = cfg;
+        self.age = self
+            .nodes
+            .iter()
+            .map(|(id, n)| (n.created_at, id.clone()))
+            .collect();
+        self.held_count = self.held.values().map(Vec::len).sum();
+        self
+    }
+
+    /// Rewrites every stored tag (the enrichment's packed per-event attributes) with `f`: a
+    /// restored state's tags refer to the table of the process that wrote it.
+    pub fn map_tags(&mut self, f: impl Fn(u64) -> u64) {
+        for n in self.nodes.values_mut() {
+            n.tag = f(n.tag);
+        }
+        for h in self.held.values_mut().flatten() {
+            h.input.tag = f(h.input.tag);
+        }
     }
 
     /// Messages remembered plus replies held.

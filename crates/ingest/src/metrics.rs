@@ -102,6 +102,9 @@ pub struct IngestMetrics {
     /// Acknowledged offsets that could not be stored because the partition was revoked
     /// meanwhile; those messages will be processed again by the partition's new owner.
     pub offsets_store_failures: Counter,
+    /// Coordinated rebalances the pipeline did not answer within `checkpoint.rebalance_timeout`
+    /// (the partitions went without a final checkpoint; their next owner replays more).
+    pub rebalance_timeouts: Counter,
     /// Messages between the consumer position and the end of each assigned input partition
     /// (librdkafka statistics, every `statistics.interval.ms`).
     pub consumer_lag: Family<PartitionLabels, Gauge>,
@@ -176,6 +179,11 @@ impl IngestMetrics {
             "cluetrain_kafka_offsets_store_failures",
             "Acknowledged offsets not stored because the partition was revoked",
             self.offsets_store_failures.clone(),
+        );
+        registry.register(
+            "cluetrain_kafka_rebalance_timeouts",
+            "Rebalances the pipeline did not answer within checkpoint.rebalance_timeout",
+            self.rebalance_timeouts.clone(),
         );
     }
 

@@ -11,9 +11,18 @@
 //!    commits stored offsets every `kafka.commit_interval`, on revocation, and on shutdown.
 //!
 //! Unacknowledged batches are never committed, so a crash replays them: at-least-once.
+//!
+//! **Coordinated rebalances** ([`start_coordinated`], used with checkpoints): before partitions
+//! are given up, the source sends [`Rebalanced::Revoking`] and waits (up to the coordination
+//! timeout) for the offsets the pipeline's checkpoint covers, and commits them; when partitions
+//! are assigned it sends [`Rebalanced::Assigned`] and starts each partition at the offset the
+//! pipeline restored it to. Messages read but not yet sent in a batch when a rebalance happens
+//! are dropped: their partitions start again at the restored offsets, so they are read again.
+//! Only the eager protocol is supported then (the assignment is always given up and taken back
+//! whole; see `model::config` validation).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,9 +30,12 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use model::EventBatchBuilder;
 use model::config::{IngestConfig, KafkaConfig};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc as tmpsc;
 use tracing::{debug, info, warn};
@@ -97,6 +109,37 @@ pub struct IngestBatch {
     pub ended: Vec<i32>,
 }
 
+/// A rebalance, as a coordinating pipeline sees it ([`start_coordinated`]).
+#[derive(Debug)]
+pub enum Rebalanced {
+    /// These partitions are about to be given up. Reply with the offsets the state handed
+    /// over covers (a checkpoint written): they are committed before the partitions go. No
+    /// reply within the timeout: nothing more is committed.
+    Revoking {
+        /// Partitions being revoked.
+        partitions: Vec<i32>,
+        /// Where the covered offsets go.
+        reply: mpsc::SyncSender<Vec<PartitionOffset>>,
+    },
+    /// These partitions are now assigned (the whole assignment). Reply with the offset each
+    /// restored partition starts from; a partition without one starts at its committed offset.
+    Assigned {
+        /// Partitions assigned.
+        partitions: Vec<i32>,
+        /// Where the start offsets go.
+        reply: mpsc::SyncSender<Vec<PartitionOffset>>,
+    },
+}
+
+/// How a source hands rebalances to the pipeline.
+#[derive(Debug)]
+pub struct Coordination {
+    /// Where rebalances are sent.
+    pub tx: tmpsc::Sender<Rebalanced>,
+    /// How long a rebalance waits for the pipeline's reply.
+    pub timeout: Duration,
+}
+
 /// Acknowledges batches whose results are durable. Cheap to clone; sending never blocks.
 #[derive(Debug, Clone)]
 pub struct Acker {
@@ -106,6 +149,9 @@ pub struct Acker {
 #[derive(Debug)]
 struct Ack {
     offsets: Vec<PartitionOffset>,
+    /// Every batch up to this sequence number is durable (checkpoint acknowledgements); None:
+    /// one batch.
+    through: Option<u64>,
 }
 
 impl Acker {
@@ -114,6 +160,16 @@ impl Acker {
         // The source thread may already be gone after a fatal error; nothing to commit then.
         let _ = self.tx.send(Ack {
             offsets: batch.offsets.clone(),
+            through: None,
+        });
+    }
+
+    /// Marks every batch up to sequence number `seq` durable, with the offsets that covers
+    /// (a checkpoint's): they become committable.
+    pub fn ack_through(&self, seq: u64, offsets: Vec<PartitionOffset>) {
+        let _ = self.tx.send(Ack {
+            offsets,
+            through: Some(seq),
         });
     }
 }
@@ -166,9 +222,52 @@ impl SourceHandle {
     }
 }
 
-/// Logs partition assignments and commits stored offsets before partitions are revoked.
+/// Logs partition assignments and commits stored offsets before partitions are revoked;
+/// with coordination, hands rebalances to the pipeline.
 struct SourceContext {
     metrics: Arc<IngestMetrics>,
+    topic: String,
+    coordination: Option<Coordination>,
+    /// Bumped at every coordinated rebalance: the worker drops its unsent messages.
+    generation: Arc<AtomicU64>,
+}
+
+impl SourceContext {
+    /// Sends `event` to the pipeline and waits for its reply (None: no pipeline, or timeout).
+    fn ask(
+        &self,
+        make: impl FnOnce(mpsc::SyncSender<Vec<PartitionOffset>>) -> Rebalanced,
+    ) -> Option<Vec<PartitionOffset>> {
+        let co = self.coordination.as_ref()?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        if co.tx.blocking_send(make(tx)).is_err() {
+            return None;
+        }
+        match rx.recv_timeout(co.timeout) {
+            Ok(offsets) => Some(offsets),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.metrics.rebalance_timeouts.inc();
+                warn!(
+                    timeout = ?co.timeout,
+                    "rebalance: the pipeline did not answer in time (checkpoint.rebalance_timeout); going on without it"
+                );
+                None
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    fn offsets_list(&self, offsets: &[PartitionOffset]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for o in offsets {
+            if let Err(e) =
+                tpl.add_partition_offset(&self.topic, o.partition, Offset::Offset(o.next_offset))
+            {
+                warn!(error = %e, "could not build offset list");
+            }
+        }
+        tpl
+    }
 }
 
 impl ClientContext for SourceContext {
@@ -191,6 +290,90 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions = partitions_of(tpl);
+                info!(partitions = ?partitions, "partitions assigned");
+                if self.coordination.is_some() {
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    let starts = self
+                        .ask(|reply| Rebalanced::Assigned {
+                            partitions: partitions.clone(),
+                            reply,
+                        })
+                        .unwrap_or_default();
+                    for o in starts {
+                        if let Err(e) = tpl.set_partition_offset(
+                            &self.topic,
+                            o.partition,
+                            Offset::Offset(o.next_offset),
+                        ) {
+                            warn!(partition = o.partition, error = %e, "could not set a start offset");
+                        } else {
+                            info!(
+                                partition = o.partition,
+                                offset = o.next_offset,
+                                "partition starts at its checkpoint"
+                            );
+                        }
+                    }
+                }
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    warn!(error = %e, "could not take the assignment");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let partitions = partitions_of(tpl);
+                if self.coordination.is_some() {
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    info!(partitions = ?partitions, "partitions revoked; checkpointing before giving them up");
+                    if let Some(covered) = self.ask(|reply| Rebalanced::Revoking {
+                        partitions: partitions.clone(),
+                        reply,
+                    }) && !covered.is_empty()
+                        && let Err(e) = consumer.store_offsets(&self.offsets_list(&covered))
+                    {
+                        self.metrics.offsets_store_failures.inc();
+                        warn!(error = %e, "could not store the checkpoint's offsets");
+                    }
+                } else {
+                    info!(partitions = ?partitions, "partitions revoked; committing stored offsets");
+                }
+                commit(consumer, &self.metrics, CommitMode::Sync);
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    warn!(error = %e, "could not give up the assignment");
+                }
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                warn!(error = %code, "rebalance error; giving up the assignment");
+                if let Err(e) = consumer.unassign() {
+                    warn!(error = %e, "could not give up the assignment");
+                }
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -233,6 +416,18 @@ pub fn start(
     mode: RunMode,
     metrics: Arc<IngestMetrics>,
 ) -> Result<(SourceHandle, tmpsc::Receiver<IngestBatch>), IngestError> {
+    start_coordinated(kafka, ingest, mode, metrics, None)
+}
+
+/// [`start`], handing rebalances to the pipeline through `coordination` (see the module docs).
+pub fn start_coordinated(
+    kafka: &KafkaConfig,
+    ingest: &IngestConfig,
+    mode: RunMode,
+    metrics: Arc<IngestMetrics>,
+    coordination: Option<Coordination>,
+) -> Result<(SourceHandle, tmpsc::Receiver<IngestBatch>), IngestError> {
+    let generation = Arc::new(AtomicU64::new(0));
     let mut cfg = client_config(kafka, Role::Consumer);
     if mode == RunMode::UntilEnd {
         cfg.set("enable.partition.eof", "true");
@@ -240,6 +435,9 @@ pub fn start(
     let consumer: BaseConsumer<SourceContext> = cfg
         .create_with_context(SourceContext {
             metrics: metrics.clone(),
+            topic: kafka.input_topic.clone(),
+            coordination,
+            generation: generation.clone(),
         })
         .map_err(|source| IngestError::ClientConfig {
             role: "consumer",
@@ -269,6 +467,8 @@ pub fn start(
         acked: 0,
         stored_since_commit: false,
         next_commit: Instant::now() + kafka.commit_interval,
+        generation,
+        seen_generation: 0,
     };
     let thread = std::thread::Builder::new()
         .name("cluetrain-ingest".into())
@@ -337,6 +537,8 @@ struct Worker {
     /// Offsets were stored since the last commit.
     stored_since_commit: bool,
     next_commit: Instant,
+    generation: Arc<AtomicU64>,
+    seen_generation: u64,
 }
 
 /// The batch being filled.
@@ -357,6 +559,26 @@ struct Pending {
 }
 
 impl Pending {
+    /// Forgets the messages not sent yet (a coordinated rebalance: their partitions start
+    /// again at the offsets the pipeline restored, so they are read again).
+    fn drop_unsent(&mut self) {
+        if self.messages > 0 {
+            debug!(
+                messages = self.messages,
+                "rebalance: dropping messages not sent yet; they are read again"
+            );
+        }
+        // Finishing empties the builder; the rows are discarded.
+        let _ = self.builder.finish();
+        self.rejects.clear();
+        self.offsets.clear();
+        self.messages = 0;
+        self.bytes = 0;
+        self.opened = None;
+        self.at_end.clear();
+        self.reported_end.clear();
+    }
+
     /// Nothing to send: no messages, and no partition reached its end since the last batch.
     /// A partition's end must reach the pipeline even when no message follows it (an empty
     /// partition, or an end seen after the last batch): until then it holds the watermark.
@@ -404,7 +626,13 @@ impl Worker {
                     .min(poll_max),
                 None => poll_max,
             };
-            match self.consumer.poll(timeout) {
+            let polled = self.consumer.poll(timeout);
+            let generation = self.generation.load(Ordering::SeqCst);
+            if generation != self.seen_generation {
+                self.seen_generation = generation;
+                pending.drop_unsent();
+            }
+            match polled {
                 None => {}
                 Some(Ok(msg)) => self.take(&msg, &mut pending, &mut log_limiter),
                 Some(Err(KafkaError::PartitionEOF(p))) => {
@@ -490,7 +718,10 @@ impl Worker {
     }
 
     fn store(&mut self, ack: &Ack) {
-        self.acked += 1;
+        match ack.through {
+            Some(seq) => self.acked = self.acked.max(seq + 1),
+            None => self.acked += 1,
+        }
         if ack.offsets.is_empty() {
             return;
         }

@@ -41,6 +41,8 @@ pub struct Config {
     pub sql: SqlConfig,
     /// Pseudonymisation of user ids (docs/privacy.md).
     pub privacy: PrivacyConfig,
+    /// Checkpoints of window and linkage state, aligned with the input offsets.
+    pub checkpoint: CheckpointConfig,
 }
 
 /// Pseudonymisation of user ids with a keyed HMAC-SHA-256 (docs/privacy.md). The key itself is
@@ -63,6 +65,40 @@ impl Default for PrivacyConfig {
             pseudonymise_user_ids: false,
             hmac_key_env: "CLUETRAIN_HMAC_KEY".into(),
             hmac_key_file: String::new(),
+        }
+    }
+}
+
+/// Checkpoints: per input partition, the window state of its brands, its linkage state, its
+/// watermark and the offset they cover, written together; offsets are committed only once the
+/// checkpoint that covers them is durable, and restored on start and after a rebalance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// A local directory, `file:///path`, or `s3://bucket/prefix` (so that another machine can
+    /// restore a partition); "" = off (state lives in memory only: a restart replays from the
+    /// committed offsets with empty state).
+    pub location: String,
+    /// How often a checkpoint is taken (also on shutdown, at the end of a bounded run and
+    /// before partitions are given up in a rebalance).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Checkpoints kept per partition: the newest is restored; an older one is the fallback
+    /// when the newest is corrupt or unreadable.
+    pub keep: usize,
+    /// How long a rebalance waits for the checkpoint of the partitions given up and the restore
+    /// of those assigned (keep it below the consumer's `max.poll.interval.ms`).
+    #[serde(with = "humantime_serde")]
+    pub rebalance_timeout: Duration,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            location: "cluetrain-checkpoints".into(),
+            interval: Duration::from_secs(10),
+            keep: 3,
+            rebalance_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -730,6 +766,48 @@ impl Config {
                 message,
             });
         };
+        let c = &self.checkpoint;
+        if !c.location.is_empty() {
+            if c.keep < 2 {
+                bad(
+                    "checkpoint.keep",
+                    format!(
+                        "is {}: keep at least 2, so that a corrupt newest checkpoint has a \
+                         fallback",
+                        c.keep
+                    ),
+                );
+            }
+            if c.keep > 100 {
+                bad("checkpoint.keep", format!("is {}: at most 100", c.keep));
+            }
+            if c.interval < Duration::from_millis(100) {
+                bad(
+                    "checkpoint.interval",
+                    "is below 100ms: every checkpoint writes each partition's whole state".into(),
+                );
+            }
+            let strategy = self
+                .kafka
+                .consumer_properties
+                .get("partition.assignment.strategy")
+                .or_else(|| self.kafka.properties.get("partition.assignment.strategy"));
+            if strategy.is_some_and(|s| s.contains("cooperative")) {
+                bad(
+                    "kafka.consumer_properties.partition.assignment.strategy",
+                    "cooperative-sticky is not supported with checkpoints: a rebalance hands the \
+                     whole assignment over and restores it from checkpoints; use range or \
+                     roundrobin (the default)"
+                        .into(),
+                );
+            }
+            if c.rebalance_timeout < Duration::from_secs(1) {
+                bad(
+                    "checkpoint.rebalance_timeout",
+                    "is below 1s: a checkpoint of a large state takes longer".into(),
+                );
+            }
+        }
         let k = &self.kafka;
         if k.bootstrap_servers.trim().is_empty() {
             bad(
@@ -1215,6 +1293,29 @@ mod tests {
                 "brands[1].name".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn checkpoint_problems_name_their_key_and_the_fix() {
+        let mut c = Config::default();
+        c.checkpoint.keep = 1;
+        c.kafka.consumer_properties.insert(
+            "partition.assignment.strategy".into(),
+            "cooperative-sticky".into(),
+        );
+        let err = c.validate().unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "checkpoint.keep",
+                "kafka.consumer_properties.partition.assignment.strategy"
+            ]
+        );
+        assert!(err.to_string().contains("use range or roundrobin"), "{err}");
+        // Off: nothing to check.
+        c.checkpoint.location.clear();
+        c.validate().unwrap();
     }
 
     #[test]

@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// The pinned Tansu release and the features its memory storage needs.
+/// The pinned Tansu release and its storage features: `dynostore` for the memory storage of
+/// the shared test broker, `libsql` for the durable (SQLite) storage of the broker-restart test.
 const TANSU_VERSION: &str = "0.6.0";
-const TANSU_FEATURES: &str = "dynostore";
+const TANSU_FEATURES: &str = "dynostore,libsql";
 
 /// Topics the default configuration uses: (name, partitions).
 const TOPICS: &[(&str, u32)] = &[
@@ -177,13 +178,14 @@ fn ensure_tansu() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// Where `cargo install` puts tool `name` at `version` in the cache.
-fn tool_bin(name: &str, version: &str) -> PathBuf {
-    cache_dir()
-        .join("tools")
-        .join(format!("{name}-{version}"))
-        .join("bin")
-        .join(name)
+/// Where `cargo install` puts tool `name` at `version` (built with `features`) in the cache:
+/// each feature set has its own directory, so a change of features installs anew.
+fn tool_bin(name: &str, version: &str, features: Option<&str>) -> PathBuf {
+    let dir = match features {
+        Some(f) => format!("{name}-{version}-{}", f.replace(',', "-")),
+        None => format!("{name}-{version}"),
+    };
+    cache_dir().join("tools").join(dir).join("bin").join(name)
 }
 
 /// Installs crate `name` at `version` (with `features`) into the cache if missing, with a
@@ -194,7 +196,7 @@ fn ensure_tool(
     features: Option<&str>,
     first_run: &str,
 ) -> anyhow::Result<PathBuf> {
-    let bin = tool_bin(name, version);
+    let bin = tool_bin(name, version, features);
     if bin.is_file() {
         return Ok(bin);
     }
@@ -407,11 +409,20 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     let target = target_dir()?;
     let bin = target.join("debug").join("cluetrain");
     let broker = start_broker(&tansu, &target.join("xtask"))?;
+    // Every pipeline the tests start checkpoints under one fresh directory of this run (each
+    // under its own group and topic), not into the working directory.
+    let checkpoints = target.join("xtask").join("checkpoints");
+    let _ = std::fs::remove_dir_all(&checkpoints);
     let env = [
         ("CLUETRAIN_TEST_BROKERS", broker.address.clone()),
         ("CLUETRAIN_BIN", bin.display().to_string()),
         ("CLUETRAIN_PROMETHEUS", prometheus.display().to_string()),
         ("CLUETRAIN_KUBECTL", kubectl.display().to_string()),
+        ("CLUETRAIN_TANSU", tansu.display().to_string()),
+        (
+            "CLUETRAIN_CHECKPOINT__LOCATION",
+            checkpoints.display().to_string(),
+        ),
     ];
 
     let mut ok = true;

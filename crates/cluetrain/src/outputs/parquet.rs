@@ -57,29 +57,33 @@ impl std::fmt::Debug for ParquetSink {
 /// environment variables), `file:///absolute/path`, or a local directory path (created if
 /// missing).
 pub fn open_store(location: &str) -> anyhow::Result<(Arc<dyn ObjectStore>, StorePath)> {
+    open_store_for("outputs.parquet_location", location)
+}
+
+/// [`open_store`] for the configuration key `key` (named in its errors).
+pub fn open_store_for(
+    key: &str,
+    location: &str,
+) -> anyhow::Result<(Arc<dyn ObjectStore>, StorePath)> {
     if let Some(rest) = location.strip_prefix("s3://") {
         let store = object_store::aws::AmazonS3Builder::from_env()
             .with_url(location)
             .build()
-            .with_context(|| format!("outputs.parquet_location {location:?}: opening S3"))?;
+            .with_context(|| format!("{key} {location:?}: opening S3"))?;
         let prefix = rest.split_once('/').map_or("", |(_, p)| p);
         return Ok((Arc::new(store), StorePath::from(prefix)));
     }
     let path = match location.strip_prefix("file://") {
         Some(p) => std::path::PathBuf::from(p),
         None if location.contains("://") => anyhow::bail!(
-            "outputs.parquet_location {location:?}: unsupported scheme; use a directory, file:///path or s3://bucket/prefix"
+            "{key} {location:?}: unsupported scheme; use a directory, file:///path or s3://bucket/prefix"
         ),
         None => std::path::PathBuf::from(location),
     };
-    std::fs::create_dir_all(&path).with_context(|| {
-        format!(
-            "outputs.parquet_location: cannot create directory {}",
-            path.display()
-        )
-    })?;
+    std::fs::create_dir_all(&path)
+        .with_context(|| format!("{key}: cannot create directory {}", path.display()))?;
     let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
-        .with_context(|| format!("outputs.parquet_location: opening {}", path.display()))?;
+        .with_context(|| format!("{key}: opening {}", path.display()))?;
     Ok((Arc::new(store), StorePath::default()))
 }
 

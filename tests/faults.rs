@@ -1,0 +1,488 @@
+//! Fault tests: the real binary on the real broker, killed, taken over, cut off from a broker
+//! that restarts, restored from a damaged checkpoint. Each must give the same final window
+//! records as an uninterrupted run over the same input: no event lost, none counted twice.
+//!
+//! Window records are upserts: per window key, a final record supersedes every other, and all
+//! final records of a key must carry the same figures (a replay after a crash may emit a final
+//! again, never a different one). Revisions, emission times and the watermark at emission are
+//! left out of the comparison: they depend on how the input was cut into batches.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluetrain_tests::golden::finals;
+use cluetrain_tests::{cluetrain_bin, create_topic_on, generated, produce_on, unique};
+use rdkafka::Message;
+use serde_json::Value;
+
+/// Input events per test: enough that a run takes a few seconds in a debug build.
+const EVENTS: usize = 24_000;
+const PARTITIONS: i32 = 4;
+
+struct Topics {
+    brokers: String,
+    input: String,
+    dead: String,
+    late: String,
+}
+
+async fn topics(brokers: &str) -> Topics {
+    let t = Topics {
+        brokers: brokers.to_string(),
+        input: unique("fault-in"),
+        dead: unique("fault-dlq"),
+        late: unique("fault-late"),
+    };
+    create_topic_on(brokers, &t.input, PARTITIONS).await;
+    create_topic_on(brokers, &t.dead, 1).await;
+    create_topic_on(brokers, &t.late, 1).await;
+    t
+}
+
+async fn produce_input(t: &Topics) {
+    let msgs: Vec<_> = generated(7, EVENTS).into_iter().map(|(m, _)| m).collect();
+    produce_on(&t.brokers, &t.input, &msgs).await;
+}
+
+/// One pipeline's settings: its group, its windows topic, its checkpoint directory.
+struct Instance<'a> {
+    t: &'a Topics,
+    group: String,
+    windows: String,
+    checkpoints: std::path::PathBuf,
+}
+
+impl Instance<'_> {
+    fn command(&self, until_end: bool) -> Command {
+        let mut c = Command::new(cluetrain_bin());
+        c.arg("run");
+        if until_end {
+            c.arg("--until-end");
+        }
+        c.env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", &self.t.brokers)
+            .env("CLUETRAIN_KAFKA__INPUT_TOPIC", &self.t.input)
+            .env("CLUETRAIN_KAFKA__DEAD_LETTER_TOPIC", &self.t.dead)
+            .env("CLUETRAIN_KAFKA__GROUP_ID", &self.group)
+            // A dead instance's partitions go to the survivor within seconds.
+            .env(
+                "CLUETRAIN_KAFKA__CONSUMER_PROPERTIES__SESSION_TIMEOUT_MS",
+                "6000",
+            )
+            .env(
+                "CLUETRAIN_KAFKA__CONSUMER_PROPERTIES__HEARTBEAT_INTERVAL_MS",
+                "1000",
+            )
+            .env("CLUETRAIN_OUTPUTS__WINDOWS_TOPIC", &self.windows)
+            .env("CLUETRAIN_OUTPUTS__LATE_EVENTS_TOPIC", &self.t.late)
+            .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "")
+            .env("CLUETRAIN_CHECKPOINT__LOCATION", &self.checkpoints)
+            .env("CLUETRAIN_CHECKPOINT__INTERVAL", "300ms")
+            .env("CLUETRAIN_INGEST__BATCH_ROWS_MAX", "1000")
+            .env("CLUETRAIN_INGEST__BATCH_WAIT_MAX", "100ms")
+            .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d")
+            .env("CLUETRAIN_LOG__FILTER", "info")
+            .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("CLUETRAIN_SQL__LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::piped());
+        c
+    }
+
+    /// Starts it; its log (stderr) goes to a new file beside its checkpoints, whose path is
+    /// returned (a pipe nobody reads would fill and stall it).
+    fn spawn(&self, until_end: bool) -> (Child, std::path::PathBuf) {
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self
+            .checkpoints
+            .with_file_name(format!("{}-run{n}.log", self.group));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = self.command(until_end).stderr(file).spawn().unwrap();
+        (child, log)
+    }
+
+    /// Runs `--until-end` to completion; returns its summary and its log.
+    fn run_to_end(&self) -> (Value, String) {
+        let (mut child, log) = self.spawn(true);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                let stderr = read_log(&log);
+                assert!(
+                    status.success(),
+                    "cluetrain run exited with {status}\nstdout: {stdout}\nstderr: {stderr}"
+                );
+                let last = stdout.lines().last().unwrap_or_default();
+                return (serde_json::from_str(last).unwrap(), stderr);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cluetrain run --until-end did not finish in 240 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn instance<'a>(t: &'a Topics, dir: &std::path::Path, name: &str) -> Instance<'a> {
+    Instance {
+        t,
+        group: unique(&format!("fault-{name}")),
+        windows: String::new(),
+        checkpoints: dir.join(name),
+    }
+}
+
+async fn with_windows<'a>(mut i: Instance<'a>) -> Instance<'a> {
+    i.windows = unique("fault-win");
+    create_topic_on(&i.t.brokers, &i.windows, 2).await;
+    i
+}
+
+/// A run's log, up to 64 MiB.
+fn read_log(path: &std::path::Path) -> String {
+    let mut s = String::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .take(64 << 20)
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+/// Every record on `topic`, read until nothing new arrives for `quiet`.
+fn read_quiet(brokers: &str, topic: &str, quiet: Duration) -> Vec<Value> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("fault-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                out.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
+                last = Instant::now();
+            }
+            Some(Err(e)) => eprintln!("reader: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+fn key(v: &Value) -> String {
+    format!(
+        "{}|{}|{}|{}|{}|{}",
+        v["brand"],
+        v["platform"],
+        v["stakeholder"],
+        v["department"],
+        v["window_start"],
+        v["window_seconds"]
+    )
+}
+
+/// Per window key, its final figures. Fails if a key has two different finals, or none.
+fn final_figures(records: &[Value], what: &str) -> BTreeMap<String, Value> {
+    let mut by_key: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in records {
+        by_key.entry(key(r)).or_default().push(r.clone());
+    }
+    let mut out = BTreeMap::new();
+    for (k, rs) in by_key {
+        let fin = finals(&rs);
+        assert!(!fin.is_empty(), "{what}: window {k} has no final record");
+        assert!(
+            fin.windows(2).all(|w| w[0] == w[1]),
+            "{what}: window {k} has final records that differ:\n{}",
+            fin.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        out.insert(k, fin[0].clone());
+    }
+    out
+}
+
+fn assert_same(got: &BTreeMap<String, Value>, want: &BTreeMap<String, Value>, what: &str) {
+    let inbound = |m: &BTreeMap<String, Value>| -> i64 {
+        m.values().map(|v| v["inbound"].as_i64().unwrap_or(0)).sum()
+    };
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{what}: the same windows"
+    );
+    assert_eq!(
+        inbound(got),
+        inbound(want),
+        "{what}: inbound messages in all"
+    );
+    for (k, w) in want {
+        assert_eq!(
+            &got[k], w,
+            "{what}: window {k} (got left, uninterrupted right)"
+        );
+    }
+}
+
+/// The reference: one uninterrupted run over the input.
+async fn reference(t: &Topics, dir: &std::path::Path) -> BTreeMap<String, Value> {
+    let r = with_windows(instance(t, dir, "reference")).await;
+    let (summary, _) = r.run_to_end();
+    assert_eq!(
+        summary["late_events"], 0,
+        "the input has no late events: {summary}"
+    );
+    let records = read_quiet(&t.brokers, &r.windows, Duration::from_secs(3));
+    assert_eq!(
+        records.len() as u64,
+        summary["window_records"].as_u64().unwrap(),
+        "every record of the reference run is on its topic"
+    );
+    final_figures(&records, "reference")
+}
+
+/// The checkpoint files of a partition, newest first.
+fn checkpoint_files(dir: &std::path::Path, partition: i32) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = walk(dir)
+        .into_iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "ckpt")
+                && p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|n| n == format!("p{partition}").as_str())
+        })
+        .collect();
+    files.sort_by(|a, b| b.file_name().cmp(&a.file_name()));
+    files
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A small deterministic generator for kill times (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.next() % (hi - lo))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_then_restart_gives_the_uninterrupted_result() {
+    let brokers = cluetrain_tests::brokers();
+    let t = topics(&brokers).await;
+    produce_input(&t).await;
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference(&t, dir.path()).await;
+
+    let victim = with_windows(instance(&t, dir.path(), "victim")).await;
+    let mut rng = Rng(0x00c1_7e7a_1d00_0009);
+    let mut killed = 0;
+    let mut finished_early = false;
+    for round in 0..5 {
+        let (mut child, _) = victim.spawn(true);
+        // Early in the run (startup, restore) and later (mid-stream, between checkpoints).
+        let at = rng.millis(300, 2_500 + 400 * round);
+        std::thread::sleep(at);
+        if child.try_wait().unwrap().is_some() {
+            finished_early = true;
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL: no shutdown, no final checkpoint, no commit
+        child.wait().unwrap();
+        killed += 1;
+        eprintln!("round {round}: killed after {at:?}");
+    }
+    assert!(
+        killed >= 3,
+        "the run was killed at least three times ({killed})"
+    );
+    assert!(
+        !checkpoint_files(&victim.checkpoints, 0).is_empty(),
+        "the killed runs wrote checkpoints"
+    );
+    // (d) Damage the newest checkpoint of partition 0: the restart must say so and fall back.
+    let newest = checkpoint_files(&victim.checkpoints, 0)[0].clone();
+    let len = std::fs::metadata(&newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let (summary, log) = victim.run_to_end();
+    assert!(
+        log.contains("corrupt checkpoint set aside") && log.contains("truncated"),
+        "the damaged checkpoint is reported with its reason:\n{log}"
+    );
+    assert!(
+        !newest.exists(),
+        "the damaged checkpoint is moved out of the way"
+    );
+    assert!(
+        log.contains("partition restored from its checkpoint"),
+        "the restart restored from checkpoints:\n{log}"
+    );
+    assert_eq!(summary["late_events"], 0, "{summary}");
+    let got = final_figures(
+        &read_quiet(&brokers, &victim.windows, Duration::from_secs(3)),
+        "after kill -9",
+    );
+    assert_same(&got, &want, "kill -9 and restart");
+    eprintln!(
+        "killed {killed} times (finished early: {finished_early}); {} windows equal",
+        want.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_survivor_takes_over_a_killed_instances_partitions() {
+    let brokers = cluetrain_tests::brokers();
+    let t = topics(&brokers).await;
+    produce_input(&t).await;
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference(&t, dir.path()).await;
+
+    // Two instances of one group share the partitions and one checkpoint store.
+    let a = with_windows(instance(&t, dir.path(), "pair")).await;
+    let b = Instance {
+        t: &t,
+        group: a.group.clone(),
+        windows: a.windows.clone(),
+        checkpoints: a.checkpoints.clone(),
+    };
+    let (mut first, first_log) = a.spawn(false);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (mut second, second_log) = b.spawn(false);
+    // Let the group rebalance onto both, then kill the first mid-stream.
+    std::thread::sleep(Duration::from_millis(3_000));
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first instance is still running"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let first_log = read_log(&first_log);
+    // The survivor gets every partition after the session timeout and reads to the end.
+    let ends = cluetrain_tests::end_offsets_on(&brokers, &t.input, PARTITIONS);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let committed = cluetrain_tests::committed_on(&brokers, &a.group, &t.input, PARTITIONS);
+        if committed == ends {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor did not commit every partition's end in 120 s: {committed:?} vs {ends:?}"
+        );
+        assert!(second.try_wait().unwrap().is_none(), "the survivor exited");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A clean stop (final checkpoint), then a bounded run of the group closes every window.
+    cluetrain_tests::terminate(&mut second);
+    let second_log = read_log(&second_log);
+    assert!(
+        second_log.contains("partitions assigned")
+            && second_log
+                .matches("partition restored from its checkpoint")
+                .count()
+                >= 2,
+        "the survivor restored partitions from checkpoints:\n{second_log}"
+    );
+    let (summary, _) = a.run_to_end();
+    assert_eq!(summary["late_events"], 0, "{summary}");
+    let got = final_figures(
+        &read_quiet(&brokers, &a.windows, Duration::from_secs(3)),
+        "after takeover",
+    );
+    assert_same(&got, &want, "takeover");
+    assert!(
+        first_log.contains("partitions assigned"),
+        "the killed instance had partitions:\n{first_log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_with_durable_storage_changes_nothing() {
+    let tansu = match std::env::var_os("CLUETRAIN_TANSU") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => panic!("CLUETRAIN_TANSU is not set: run the tests with `cargo xtask test`"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tansu.db");
+    let mut broker = cluetrain_tests::DurableBroker::start(&tansu, &db);
+    let brokers = broker.address.clone();
+    let t = topics(&brokers).await;
+    produce_input(&t).await;
+    let want = reference(&t, dir.path()).await;
+
+    let victim = with_windows(instance(&t, dir.path(), "restart")).await;
+    let (mut child, log) = victim.spawn(true);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running when the broker goes"
+    );
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.restart();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not finish after the broker came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.success(),
+        "the run survives the broker restart: {status}\n{stdout}\n{}",
+        read_log(&log)
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(summary["late_events"], 0, "{summary}");
+    let got = final_figures(
+        &read_quiet(&brokers, &victim.windows, Duration::from_secs(3)),
+        "after broker restart",
+    );
+    assert_same(&got, &want, "broker restart");
+}
