@@ -155,6 +155,24 @@ fn read_log(path: &std::path::Path) -> String {
     s
 }
 
+/// Waits until `log` contains `needle`; fails if `child` exits or `timeout` passes first.
+fn wait_for_log(child: &mut Child, log: &std::path::Path, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !read_log(log).contains(needle) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run exited before \"{needle}\":\n{}",
+            read_log(log)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no \"{needle}\" in {timeout:?}:\n{}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Every record on `topic`, read until nothing new arrives for `quiet`.
 fn read_quiet(brokers: &str, topic: &str, quiet: Duration) -> Vec<Value> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -315,9 +333,22 @@ async fn kill_9_at_random_moments_then_restart_gives_the_uninterrupted_result() 
     let mut killed = 0;
     let mut finished_early = false;
     for round in 0..5 {
-        let (mut child, _) = victim.spawn(true);
-        // Early in the run (startup, restore) and later (mid-stream, between checkpoints).
-        let at = rng.millis(300, 2_500 + 400 * round);
+        let (mut child, log) = victim.spawn(true);
+        // Round 0 dies early, during startup or restore; the others at a random moment of
+        // the processing, counted from the assignment (a restarted member waits for the
+        // group to drop its killed predecessor, up to the session timeout, before it gets
+        // partitions: a clock started at spawn would kill every run before it does anything).
+        let at = if round == 0 {
+            rng.millis(200, 1_000)
+        } else {
+            wait_for_log(
+                &mut child,
+                &log,
+                "partitions assigned",
+                Duration::from_secs(60),
+            );
+            rng.millis(300, 3_000)
+        };
         std::thread::sleep(at);
         if child.try_wait().unwrap().is_some() {
             finished_early = true;

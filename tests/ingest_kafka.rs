@@ -241,6 +241,77 @@ async fn poison_messages_reach_the_dead_letter_topic_with_their_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_payloads_can_be_truncated_or_left_out() {
+    use model::config::DeadLetterPayload;
+    let valid = generated(13, 20);
+    let good = String::from_utf8(valid[0].0.payload.clone().unwrap()).unwrap();
+    let poison = [
+        "not json at all, and rather long".to_string(),
+        good.replacen("\"brand\"", "\"brnd\"", 1),
+        "é".repeat(10), // cut at a character boundary, never inside one
+    ];
+    for mode in [DeadLetterPayload::Truncate, DeadLetterPayload::None] {
+        let topic = unique("in");
+        let dead = unique("dlq");
+        create_topic(&topic, 1).await;
+        create_topic(&dead, 1).await;
+        let mut all: Vec<Outgoing> = valid.iter().map(|(m, _)| m.clone()).collect();
+        for (i, p) in poison.iter().enumerate() {
+            let mut m = Outgoing::new("acme", p.as_bytes().to_vec());
+            m.headers
+                .push(("trace-id".into(), format!("t-{i}").into_bytes()));
+            all.insert(5 + i * 3, m);
+        }
+        produce(&topic, &all).await;
+        let mut cfg = config(&topic, &dead);
+        cfg.ingest.dead_letter_payload = mode;
+        cfg.ingest.dead_letter_payload_bytes_max = 9;
+        let report = pipeline::run(
+            &cfg,
+            RunMode::UntilEnd,
+            Observers::default(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.dead_letters, poison.len() as u64, "{mode:?}");
+        assert_eq!(report.events, valid.len() as u64, "{mode:?}");
+        let letters = read_all(&dead, poison.len(), Duration::from_secs(30));
+        assert_eq!(letters.len(), poison.len(), "{mode:?}");
+        for (i, p) in poison.iter().enumerate() {
+            let trace = format!("t-{i}");
+            let l = letters
+                .iter()
+                .find(|l| header(l, "trace-id").as_deref() == Some(trace.as_str()))
+                .unwrap_or_else(|| panic!("{mode:?}: dead letter {trace} missing"));
+            assert!(header(l, dlq::REASON).is_some(), "{mode:?} {trace}: reason");
+            assert_eq!(
+                header(l, dlq::PAYLOAD_BYTES),
+                Some(p.len().to_string()),
+                "{mode:?} {trace}: the original length"
+            );
+            match mode {
+                DeadLetterPayload::Truncate => {
+                    let cut = l.payload().unwrap();
+                    assert!(
+                        cut.len() <= 9,
+                        "{trace}: at most 9 bytes, got {}",
+                        cut.len()
+                    );
+                    assert!(p.as_bytes().starts_with(cut), "{trace}: a prefix");
+                    assert!(std::str::from_utf8(cut).is_ok(), "{trace}: still UTF-8");
+                    assert_eq!(header(l, dlq::PAYLOAD).as_deref(), Some("truncated"));
+                }
+                _ => {
+                    assert_eq!(l.payload(), None, "{trace}: no payload");
+                    assert_eq!(header(l, dlq::PAYLOAD).as_deref(), Some("omitted"));
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_resumes_at_the_last_acknowledged_batch() {
     let topic = unique("in");
     create_topic(&topic, 1).await;

@@ -104,14 +104,19 @@ pub async fn produce(topic: &str, messages: &[Outgoing]) -> Vec<(i32, i64)> {
 
 /// [`produce`] to the broker at `brokers`.
 pub async fn produce_on(brokers: &str, topic: &str, messages: &[Outgoing]) -> Vec<(i32, i64)> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    // Pipelined: every message is queued at once and the client packs them into batches
+    // (one round trip per batch, not per message: a broker on SQLite takes milliseconds per
+    // request). One request in flight per connection keeps each partition in list order,
+    // retries included.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
+        .set("linger.ms", "10")
+        .set("max.in.flight.requests.per.connection", "1")
         .set("message.max.bytes", "10000000")
         .create()
         .expect("producer");
-    let mut out = Vec::with_capacity(messages.len());
-    // Sequential sends keep per-partition order equal to list order.
+    let mut pending = Vec::with_capacity(messages.len());
     for m in messages {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &m.headers {
@@ -127,9 +132,25 @@ pub async fn produce_on(brokers: &str, topic: &str, messages: &[Outgoing]) -> Ve
         if let Some(p) = &m.payload {
             rec = rec.payload(p.as_slice());
         }
-        let d = producer
-            .send(rec, Duration::from_secs(30))
+        loop {
+            match producer.send_result(rec) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => panic!("producing to {topic}: {e}"),
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(messages.len());
+    for d in pending {
+        let d = d
             .await
+            .expect("delivery future")
             .map_err(|(e, _)| e)
             .expect("delivery");
         out.push((d.partition, d.offset));

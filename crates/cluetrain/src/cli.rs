@@ -83,7 +83,7 @@ pub struct ConfigArgs {
     /// Print the default configuration, every key documented.
     #[arg(long, conflicts_with_all = ["check", "show"])]
     pub print_default: bool,
-    /// Load and validate the configuration; exit 2 with every problem listed if invalid.
+    /// Load and validate the configuration; exit 78 (EX_CONFIG) with every problem listed if invalid.
     #[arg(long)]
     pub check: bool,
     /// Print the effective configuration (defaults + file + environment) as TOML; passwords

@@ -15,8 +15,11 @@ pub fn init(log: &LogConfig) -> anyhow::Result<()> {
             )
         })?,
     };
+    // Colours only on a terminal: a log file or a container's log stream gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = match log.format {
         LogFormat::Text => builder.try_init(),
