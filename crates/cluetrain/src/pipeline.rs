@@ -688,6 +688,27 @@ impl Run<'_> {
     /// (without checkpoints) or its place in the next checkpoint. An error stops the run.
     async fn handle_batch(&mut self, mut batch: IngestBatch) -> anyhow::Result<()> {
         let config = self.config;
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let mut span: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
+            if let (Some(parts), Some(offs)) = (
+                batch
+                    .events
+                    .column_by_name(model::schema::col::KAFKA_PARTITION)
+                    .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int32Type>()),
+                batch
+                    .events
+                    .column_by_name(model::schema::col::KAFKA_OFFSET)
+                    .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>()),
+            ) {
+                for (p, o) in parts.values().iter().zip(offs.values().iter()) {
+                    let e = span.entry(*p).or_insert((*o, *o, 0));
+                    e.0 = e.0.min(*o);
+                    e.1 = e.1.max(*o);
+                    e.2 += 1;
+                }
+            }
+            tracing::trace!(seq = batch.seq, offsets = ?batch.offsets, rows = ?span, "batch arrives");
+        }
         self.admit(&mut batch)?;
         if let Err(e) = self.dead_letters.publish(&batch.rejects).await {
             // Not acknowledged: its offsets stay uncommitted and the batch is read again.
@@ -895,9 +916,9 @@ impl Run<'_> {
         if let Some(seq) = ck.last_seq {
             if result.is_ok() {
                 self.acker.ack_through(seq, written.clone());
-            } else if !written.is_empty() {
+            } else {
                 // Not every batch is covered: only offsets, no batch count.
-                self.acker.ack_through(0, written.clone());
+                self.acker.commit_offsets(written.clone());
             }
         }
         result.map_err(CheckpointFailure::Store)?;
@@ -949,6 +970,10 @@ impl Run<'_> {
             }
             source::Rebalanced::Assigned { partitions, reply } => {
                 let starts = self.restore(&partitions).await?;
+                // The restored checkpoints are durable: their offsets are committed (the
+                // previous owner's commit may have failed in the rebalance, and a partition
+                // with no new message would otherwise never commit again).
+                self.acker.commit_offsets(starts.clone());
                 let _ = reply.send(starts);
                 Ok(())
             }

@@ -149,9 +149,18 @@ pub struct Acker {
 #[derive(Debug)]
 struct Ack {
     offsets: Vec<PartitionOffset>,
-    /// Every batch up to this sequence number is durable (checkpoint acknowledgements); None:
-    /// one batch.
-    through: Option<u64>,
+    /// Which batches this makes durable.
+    batches: Acked,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Acked {
+    /// The next batch.
+    One,
+    /// Every batch up to this sequence number (a checkpoint).
+    Through(u64),
+    /// None: only offsets that a durable checkpoint covers (a restore, a partial checkpoint).
+    None,
 }
 
 impl Acker {
@@ -160,7 +169,7 @@ impl Acker {
         // The source thread may already be gone after a fatal error; nothing to commit then.
         let _ = self.tx.send(Ack {
             offsets: batch.offsets.clone(),
-            through: None,
+            batches: Acked::One,
         });
     }
 
@@ -169,7 +178,20 @@ impl Acker {
     pub fn ack_through(&self, seq: u64, offsets: Vec<PartitionOffset>) {
         let _ = self.tx.send(Ack {
             offsets,
-            through: Some(seq),
+            batches: Acked::Through(seq),
+        });
+    }
+
+    /// Makes `offsets` committable without acknowledging any batch: offsets a durable
+    /// checkpoint covers, e.g. those a partition was just restored at (a commit of them may
+    /// have failed before, in the rebalance that moved the partition).
+    pub fn commit_offsets(&self, offsets: Vec<PartitionOffset>) {
+        if offsets.is_empty() {
+            return;
+        }
+        let _ = self.tx.send(Ack {
+            offsets,
+            batches: Acked::None,
         });
     }
 }
@@ -718,9 +740,10 @@ impl Worker {
     }
 
     fn store(&mut self, ack: &Ack) {
-        match ack.through {
-            Some(seq) => self.acked = self.acked.max(seq + 1),
-            None => self.acked += 1,
+        match ack.batches {
+            Acked::Through(seq) => self.acked = self.acked.max(seq + 1),
+            Acked::One => self.acked += 1,
+            Acked::None => {}
         }
         if ack.offsets.is_empty() {
             return;
