@@ -142,7 +142,7 @@ fn allowed(label: &str, value: &str) -> bool {
         ]
         .contains(&value),
         "trigger" => ["rows", "wait", "end", "shutdown"].contains(&value),
-        "result" => ["ok", "error", "restored", "empty"].contains(&value),
+        "result" => ["ok", "error", "restored", "empty", "replayed"].contains(&value),
         "table" => ["engagement_windows_live", "voices", "open_conversations"].contains(&value),
         _ => false,
     }

@@ -1027,19 +1027,30 @@ impl Run<'_> {
                     checkpoint::restore(&mut self.job, s, now);
                     "restored"
                 }
-                None => {
-                    if found.rejected.is_empty() {
-                        info!(
-                            partition = p,
-                            "no checkpoint: the partition starts with empty state at its committed offset"
-                        );
-                    } else {
-                        error!(
-                            partition = p,
-                            "no usable checkpoint: the partition starts with empty state at its committed offset; windows over earlier events are incomplete"
-                        );
-                    }
+                None if found.rejected.is_empty() => {
+                    info!(
+                        partition = p,
+                        "no checkpoint: the partition starts with empty state at its committed offset"
+                    );
                     "empty"
+                }
+                None => {
+                    // Every checkpoint of the partition was set aside. Its committed offset
+                    // was covered by one of them, so starting there with empty state would
+                    // silently drop the events before it from every open window. The only
+                    // good state left is the one before the first event: read the partition
+                    // again from its first retained record (offset 0 is taken as "beginning"
+                    // by the source). Window records are upserts, so the replay re-emits
+                    // the same final figures as far as the broker still retains the input.
+                    error!(
+                        partition = p,
+                        "no usable checkpoint: the partition is read again from its beginning with empty state"
+                    );
+                    starts.push(PartitionOffset {
+                        partition: p,
+                        next_offset: 0,
+                    });
+                    "replayed"
                 }
             };
             if let Some(m) = &metrics {

@@ -335,11 +335,14 @@ impl ConsumerContext for SourceContext {
                         })
                         .unwrap_or_default();
                     for o in starts {
-                        if let Err(e) = tpl.set_partition_offset(
-                            &self.topic,
-                            o.partition,
-                            Offset::Offset(o.next_offset),
-                        ) {
+                        // Offset 0 is the first record a partition ever had; asking for the
+                        // beginning instead also works once retention has deleted it.
+                        let at = if o.next_offset <= 0 {
+                            Offset::Beginning
+                        } else {
+                            Offset::Offset(o.next_offset)
+                        };
+                        if let Err(e) = tpl.set_partition_offset(&self.topic, o.partition, at) {
                             warn!(partition = o.partition, error = %e, "could not set a start offset");
                         } else {
                             info!(
