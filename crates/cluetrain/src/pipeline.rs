@@ -52,6 +52,30 @@ pub struct RunReport {
     pub parquet_files: u64,
     /// What the source reports (committed offsets per partition).
     pub source: SourceSummary,
+    /// Per batch that closed a window (its first record at close), µs from the batch's arrival
+    /// to its records delivered: what `cluetrain_emit_delay_seconds` observes. The first
+    /// [`EMIT_DELAY_SAMPLES_MAX`] batches only.
+    pub emit_delay_micros: Vec<u64>,
+    /// When the run did its work, for rates in the summary.
+    pub timing: RunTiming,
+    /// Linkage entries (messages remembered as possible parents) at the end.
+    pub linkage_entries: usize,
+}
+
+/// Emit delays a [`RunReport`] keeps (8 bytes each; one per batch that closed a window).
+pub const EMIT_DELAY_SAMPLES_MAX: usize = 100_000;
+
+/// When a run did its work (wall clock, monotonic).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunTiming {
+    /// The first batch with events arrived.
+    pub first_events: Option<Instant>,
+    /// The last batch with events was done (outputs delivered).
+    pub last_events_done: Option<Instant>,
+    /// The input ended (the source closed its queue) or the run stopped.
+    pub input_ended: Option<Instant>,
+    /// The run was done: final records delivered and Parquet flushed.
+    pub finished: Option<Instant>,
 }
 
 /// Shared handles a run reports into (metrics registry contents, health, live summary).
@@ -507,6 +531,7 @@ pub async fn run(
             break;
         }
     }
+    run.report.timing.input_ended = Some(Instant::now());
     if failure.is_none()
         && run.ck.is_some()
         && let Err(e) = run.checkpoint("end of run").await
@@ -532,6 +557,7 @@ pub async fn run(
         }
         run.report.parquet_files = p.files_written();
     }
+    run.report.timing.finished = Some(Instant::now());
     if let Some(last) = run.deferred.take() {
         run.acker.ack(&last);
     }
@@ -567,6 +593,7 @@ pub async fn run(
         "pipeline stopped"
     );
     let (links, entries) = job.enrichment.link_stats();
+    report.linkage_entries = entries;
     let en = job.enrichment.stats();
     info!(
         late = en.late,
@@ -716,6 +743,9 @@ impl Run<'_> {
             return Err(anyhow::Error::new(e));
         }
         let arrived = Instant::now();
+        if batch.events.num_rows() > 0 {
+            self.report.timing.first_events.get_or_insert(arrived);
+        }
         self.job
             .enrichment
             .assignment(&batch.assigned, &batch.ended, arrived);
@@ -786,6 +816,15 @@ impl Run<'_> {
             m.observe_live_tables(observers.tables.counters());
         }
         let report = &mut self.report;
+        if step.records.iter().any(|r| r.closed && r.revision == 1)
+            && report.emit_delay_micros.len() < EMIT_DELAY_SAMPLES_MAX
+        {
+            let micros = u64::try_from(arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
+            report.emit_delay_micros.push(micros);
+        }
+        if batch.events.num_rows() > 0 {
+            report.timing.last_events_done = Some(Instant::now());
+        }
         report.batches += 1;
         report.events += batch.events.num_rows() as u64;
         report.dead_letters += batch.rejects.len() as u64;
@@ -1168,5 +1207,56 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+impl RunReport {
+    /// The run's performance figures as JSON, for the line `cluetrain run` prints at exit (the
+    /// end-to-end bench reads them): events per second from the first batch with events, the
+    /// emit delay's quantiles, and this process's CPU time and peak memory.
+    pub fn performance_json(&self) -> serde_json::Value {
+        let mut delays: Vec<f64> = self
+            .emit_delay_micros
+            .iter()
+            .map(|&us| {
+                #[allow(clippy::cast_precision_loss)] // µs of one batch, far below 2^52
+                let s = us as f64 / 1e6;
+                s
+            })
+            .collect();
+        delays.sort_by(f64::total_cmp);
+        let q = |p: f64| aggregate::quantile_linear(&delays, p);
+        let t = &self.timing;
+        let secs = |end: Option<Instant>| {
+            t.first_events
+                .zip(end)
+                .map(|(a, b)| b.saturating_duration_since(a).as_secs_f64())
+        };
+        #[allow(clippy::cast_precision_loss)] // event counts, far below 2^52
+        let rate = |s: Option<f64>| s.filter(|s| *s > 0.0).map(|s| self.events as f64 / s);
+        let total = secs(t.finished);
+        // Busy: from the first batch to the last one with events, plus the end of the run
+        // (final checkpoint, final records, Parquet), without the wait in between for the
+        // partitions' ends to settle (a bounded run's fixed second, `ingest::source`).
+        let end_work = t
+            .input_ended
+            .zip(t.finished)
+            .map(|(a, b)| b.saturating_duration_since(a).as_secs_f64());
+        let busy = secs(t.last_events_done).map(|s| s + end_work.unwrap_or(0.0));
+        serde_json::json!({
+            "events_per_second": rate(busy),
+            "events_per_second_wall": rate(total),
+            "busy_seconds": busy,
+            "end_seconds": end_work,
+            "wall_seconds": total,
+            "emit_delay_seconds": {
+                "batches": delays.len(),
+                "p50": q(0.5),
+                "p99": q(0.99),
+                "max": delays.last(),
+            },
+            "linkage_entries": self.linkage_entries,
+            "process": crate::resources::current(),
+        })
     }
 }
