@@ -34,8 +34,10 @@ pub fn inputs(n: usize) -> Inputs {
         start_micros: 1_767_600_000_000_000,
         ..GeneratorOptions::default()
     };
-    let mut config = Config::default();
-    config.brands = Generator::new(opts.clone()).brand_configs();
+    let config = Config {
+        brands: Generator::new(opts.clone()).brand_configs(),
+        ..Config::default()
+    };
     let messages: Vec<GeneratedMessage> = Generator::new(opts).take(n).collect();
     let decoder = Decoder::new(DecodeLimits::from_config(&config.ingest));
     let mut batches = Vec::new();

@@ -101,10 +101,16 @@ impl Instance<'_> {
             .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "")
             .env("CLUETRAIN_CHECKPOINT__LOCATION", &self.checkpoints)
             .env("CLUETRAIN_CHECKPOINT__INTERVAL", "300ms")
-            .env("CLUETRAIN_INGEST__BATCH_ROWS_MAX", self.batch_rows.to_string())
+            .env(
+                "CLUETRAIN_INGEST__BATCH_ROWS_MAX",
+                self.batch_rows.to_string(),
+            )
             .env("CLUETRAIN_INGEST__BATCH_WAIT_MAX", "100ms")
             .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d")
-            .env("CLUETRAIN_LOG__FILTER", std::env::var("FAULTS_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "CLUETRAIN_LOG__FILTER",
+                std::env::var("FAULTS_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
             .env("CLUETRAIN_SQL__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped());
@@ -183,11 +189,18 @@ struct TestDir(Option<tempfile::TempDir>);
 
 impl TestDir {
     fn new() -> Self {
-        TestDir(Some(tempfile::Builder::new().prefix("faults-").tempdir().unwrap()))
+        TestDir(Some(
+            tempfile::Builder::new()
+                .prefix("faults-")
+                .tempdir()
+                .unwrap(),
+        ))
     }
 
     fn path(&self) -> &std::path::Path {
-        self.0.as_ref().map_or(std::path::Path::new("."), |d| d.path())
+        self.0
+            .as_ref()
+            .map_or(std::path::Path::new("."), |d| d.path())
     }
 }
 
@@ -196,7 +209,10 @@ impl Drop for TestDir {
         if std::thread::panicking()
             && let Some(d) = self.0.take()
         {
-            eprintln!("the runs' logs and checkpoints are kept in {}", d.keep().display());
+            eprintln!(
+                "the runs' logs and checkpoints are kept in {}",
+                d.keep().display()
+            );
         }
     }
 }

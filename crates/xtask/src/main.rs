@@ -130,7 +130,10 @@ fn cargo() -> Command {
         let k = k.to_string_lossy();
         if k.starts_with("CARGO_PKG_")
             || k.starts_with("CARGO_MANIFEST_")
-            || matches!(&*k, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE")
+            || matches!(
+                &*k,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
         {
             c.env_remove(&*k);
         }
