@@ -289,6 +289,7 @@ fn run(a: &RunArgs) -> anyhow::Result<()> {
             "emit_delay_p50_seconds": median(&cluetrains, &["performance", "emit_delay_seconds", "p50"]),
             "emit_delay_p99_seconds": median(&cluetrains, &["performance", "emit_delay_seconds", "p99"]),
             "linkage_entries": median(&cluetrains, &["performance", "linkage_entries"]),
+            "stage_seconds": stage_medians(&cluetrains),
             "min_events_per_second": extreme(&cluetrains, &["performance", "events_per_second"], f64::min),
             "max_events_per_second": extreme(&cluetrains, &["performance", "events_per_second"], f64::max),
         },
@@ -586,6 +587,23 @@ fn median(runs: &[Value], path: &[&str]) -> Option<f64> {
     })
 }
 
+/// The median of every per-stage time of the cluetrain runs.
+fn stage_medians(runs: &[Value]) -> Value {
+    let keys: Vec<String> = runs
+        .first()
+        .and_then(|r| at(r, &["performance", "stage_seconds"])?.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    Value::Object(
+        keys.into_iter()
+            .map(|k| {
+                let m = median(runs, &["performance", "stage_seconds", &k]);
+                (k, json!(m))
+            })
+            .collect(),
+    )
+}
+
 fn extreme(runs: &[Value], path: &[&str], f: fn(f64, f64) -> f64) -> Option<f64> {
     runs.iter().filter_map(|r| at(r, path)?.as_f64()).reduce(f)
 }
@@ -652,6 +670,13 @@ fn print_summary(doc: &Value) {
         f(&c["emit_delay_p50_seconds"], 1e-3, " ms"),
         f(&c["emit_delay_p99_seconds"], 1e-3, " ms"),
     );
+    if let Some(stages) = c["stage_seconds"].as_object() {
+        let parts: Vec<String> = stages
+            .iter()
+            .filter_map(|(k, v)| Some(format!("{k} {:.2}", v.as_f64()?)))
+            .collect();
+        let _ = writeln!(out, "  stages (s) {}", parts.join(", "));
+    }
     let soak = &doc["soak"];
     if !soak.is_null() {
         let _ = writeln!(

@@ -329,6 +329,8 @@ fn start_broker(bin: &Path, log_dir: &Path, topics: &[(&str, u32)]) -> anyhow::R
         .env_remove("LISTENER_URL")
         .env_remove("ADVERTISED_LISTENER_URL")
         .env_remove("STORAGE_ENGINE")
+        // Tansu logs every request at its default level: gigabytes over a bench's preload.
+        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
