@@ -125,6 +125,10 @@ pub struct GenerateArgs {
     /// Share of messages replaced by malformed ones (0-1), to exercise the dead-letter path.
     #[arg(long, default_value_t = 0.0)]
     pub poison_rate: f64,
+    /// Print the `[[brands]]` configuration of the generated brands (names and accounts, which
+    /// linkage needs) as TOML and exit, producing nothing.
+    #[arg(long)]
+    pub print_brands: bool,
 }
 
 /// `cluetrain demo`.

@@ -21,6 +21,19 @@ pub struct Step {
     pub enriched: Enriched,
     /// Window records to publish, in order.
     pub records: Vec<WindowRecord>,
+    /// How long each part took (the per-stage timings of the run summary).
+    pub times: StepTimes,
+}
+
+/// Wall time of the parts of one [`Job::process`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepTimes {
+    /// Enrichment: sentiment, lateness, reordering, linkage, routing, the facts.
+    pub enrichment: Duration,
+    /// The window engine: DataFusion over the facts and the merge into window state.
+    pub windows_ingest: Duration,
+    /// The window engine: emission as the watermark moved (and early results).
+    pub windows_emit: Duration,
 }
 
 /// Enrichment plus window aggregation.
@@ -105,11 +118,14 @@ impl Job {
         now: Instant,
         wall: DateTime<Utc>,
     ) -> anyhow::Result<Step> {
+        let started = Instant::now();
         let enriched = self.enrichment.process(events, now).context("enrichment")?;
+        let enriched_at = Instant::now();
         self.engine
             .ingest(&enriched.facts)
             .await
             .context("window aggregation")?;
+        let ingested_at = Instant::now();
         let mut records = match enriched.watermark {
             Some(w) => self.engine.advance(w, wall),
             None => Vec::new(),
@@ -123,7 +139,16 @@ impl Job {
                 records.extend(self.engine.early(wall));
             }
         }
-        Ok(Step { enriched, records })
+        let times = StepTimes {
+            enrichment: enriched_at - started,
+            windows_ingest: ingested_at - enriched_at,
+            windows_emit: ingested_at.elapsed(),
+        };
+        Ok(Step {
+            enriched,
+            records,
+            times,
+        })
     }
 
     /// End of a bounded run: moves event time past every window's end plus the horizon, so

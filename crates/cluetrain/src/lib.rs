@@ -18,6 +18,7 @@ pub mod outputs;
 pub mod pipeline;
 pub mod privacy;
 pub mod replay;
+pub mod resources;
 pub mod settings;
 pub mod sql;
 pub mod sql_limits;

@@ -102,6 +102,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             "final_records": report.final_records,
             "forwarded": report.forwarded,
             "parquet_files": report.parquet_files,
+            "performance": report.performance_json(),
         })
     );
     Ok(ExitCode::SUCCESS)
@@ -155,6 +156,24 @@ fn config(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    if args.print_brands {
+        #[derive(serde::Serialize)]
+        struct Brands {
+            brands: Vec<model::config::BrandConfig>,
+        }
+        let opts = GeneratorOptions {
+            brands: args.brands,
+            ..GeneratorOptions::default()
+        };
+        let brands = Brands {
+            brands: Generator::new(opts).brand_configs(),
+        };
+        print!(
+            "{}",
+            toml::to_string_pretty(&brands).context("rendering the brands")?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = settings::load(args.source.config.as_deref())?;
     cluetrain::telemetry::init(&config.log)?;
     let start_micros = if args.start == "now" {

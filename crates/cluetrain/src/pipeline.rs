@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arrow_array::cast::AsArray;
@@ -52,6 +52,60 @@ pub struct RunReport {
     pub parquet_files: u64,
     /// What the source reports (committed offsets per partition).
     pub source: SourceSummary,
+    /// Per batch that closed a window (its first record at close), µs from the batch's arrival
+    /// to its records delivered: what `cluetrain_emit_delay_seconds` observes. The first
+    /// [`EMIT_DELAY_SAMPLES_MAX`] batches only.
+    pub emit_delay_micros: Vec<u64>,
+    /// When the run did its work, for rates in the summary.
+    pub timing: RunTiming,
+    /// Linkage entries (messages remembered as possible parents) at the end.
+    pub linkage_entries: usize,
+    /// Where the pipeline task spent its time, summed over the run.
+    pub stages: StageTimes,
+}
+
+/// Wall time of the pipeline task per stage, summed over a run: which stage holds the rate
+/// back. Decoding is not here: it runs on the source thread, in parallel (the source's
+/// `cluetrain_ingest_queue_full_seconds_total` says how long it waited for this task).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Dead letters delivered.
+    pub dead_letters: Duration,
+    /// Enrichment (sentiment, lateness, reordering, linkage, routing, facts).
+    pub enrichment: Duration,
+    /// Window engine: DataFusion aggregation of the facts and the merge into window state.
+    pub windows_ingest: Duration,
+    /// Window engine: emission as the watermark moves.
+    pub windows_emit: Duration,
+    /// Kafka outputs: window records, late events and forwards serialised and delivered.
+    pub outputs: Duration,
+    /// Parquet: records buffered, files written.
+    pub parquet: Duration,
+    /// Prometheus metrics, live summary and live SQL tables.
+    pub observers: Duration,
+    /// Checkpoints (with the Parquet flush before each).
+    pub checkpoints: Duration,
+    /// Waiting for the next batch from the source.
+    pub waiting: Duration,
+    /// The source thread blocked on a full queue (`ingest.queue_batches_max`): the time this
+    /// task held the source back.
+    pub source_blocked: Duration,
+}
+
+/// Emit delays a [`RunReport`] keeps (8 bytes each; one per batch that closed a window).
+pub const EMIT_DELAY_SAMPLES_MAX: usize = 100_000;
+
+/// When a run did its work (wall clock, monotonic).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunTiming {
+    /// The first batch with events arrived.
+    pub first_events: Option<Instant>,
+    /// The last batch with events was done (outputs delivered).
+    pub last_events_done: Option<Instant>,
+    /// The input ended (the source closed its queue) or the run stopped.
+    pub input_ended: Option<Instant>,
+    /// The run was done: final records delivered and Parquet flushed.
+    pub finished: Option<Instant>,
 }
 
 /// Shared handles a run reports into (metrics registry contents, health, live summary).
@@ -462,6 +516,7 @@ pub async fn run(
     ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let waiting = Instant::now();
         let batch = tokio::select! {
             b = batches.recv() => b,
             Some(r) = rebalances.recv() => {
@@ -501,12 +556,14 @@ pub async fn run(
             }
         };
         let Some(batch) = batch else { break };
+        run.report.stages.waiting += waiting.elapsed();
         if let Err(e) = run.handle_batch(batch).await {
             handle.stop();
             failure = Some(e);
             break;
         }
     }
+    run.report.timing.input_ended = Some(Instant::now());
     if failure.is_none()
         && run.ck.is_some()
         && let Err(e) = run.checkpoint("end of run").await
@@ -532,6 +589,10 @@ pub async fn run(
         }
         run.report.parquet_files = p.files_written();
     }
+    run.report.timing.finished = Some(Instant::now());
+    run.report.stages.source_blocked =
+        Duration::try_from_secs_f64(run.observers.ingest.queue_full_seconds.get())
+            .unwrap_or_default();
     if let Some(last) = run.deferred.take() {
         run.acker.ack(&last);
     }
@@ -567,6 +628,7 @@ pub async fn run(
         "pipeline stopped"
     );
     let (links, entries) = job.enrichment.link_stats();
+    report.linkage_entries = entries;
     let en = job.enrichment.stats();
     info!(
         late = en.late,
@@ -710,12 +772,17 @@ impl Run<'_> {
             tracing::trace!(seq = batch.seq, offsets = ?batch.offsets, rows = ?span, "batch arrives");
         }
         self.admit(&mut batch)?;
+        let started = Instant::now();
         if let Err(e) = self.dead_letters.publish(&batch.rejects).await {
             // Not acknowledged: its offsets stay uncommitted and the batch is read again.
             error!(error = %e, "stopping: a batch could not be made durable");
             return Err(anyhow::Error::new(e));
         }
         let arrived = Instant::now();
+        self.report.stages.dead_letters += arrived - started;
+        if batch.events.num_rows() > 0 {
+            self.report.timing.first_events.get_or_insert(arrived);
+        }
         self.job
             .enrichment
             .assignment(&batch.assigned, &batch.ended, arrived);
@@ -733,6 +800,11 @@ impl Run<'_> {
                 return Err(e);
             }
         };
+        let stages = &mut self.report.stages;
+        stages.enrichment += step.times.enrichment;
+        stages.windows_ingest += step.times.windows_ingest;
+        stages.windows_emit += step.times.windows_emit;
+        let processed = Instant::now();
         let sent = match messages(config, &step, watermark_before) {
             Ok(m) => self.outputs.send_all(&m).await,
             Err(e) => Err(e),
@@ -741,6 +813,8 @@ impl Run<'_> {
             error!(error = %format!("{e:#}"), "stopping: outputs could not be delivered");
             return Err(e);
         }
+        let delivered = Instant::now();
+        self.report.stages.outputs += delivered - processed;
         if let Some(p) = self.parquet.as_mut() {
             p.push(&step.records);
             if p.due()
@@ -750,6 +824,8 @@ impl Run<'_> {
                 return Err(e);
             }
         }
+        let observing = Instant::now();
+        self.report.stages.parquet += observing - delivered;
         let observers = &self.observers;
         if let Some(m) = &observers.pipeline {
             observe(
@@ -786,6 +862,16 @@ impl Run<'_> {
             m.observe_live_tables(observers.tables.counters());
         }
         let report = &mut self.report;
+        report.stages.observers += observing.elapsed();
+        if step.records.iter().any(|r| r.closed && r.revision == 1)
+            && report.emit_delay_micros.len() < EMIT_DELAY_SAMPLES_MAX
+        {
+            let micros = u64::try_from(arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
+            report.emit_delay_micros.push(micros);
+        }
+        if batch.events.num_rows() > 0 {
+            report.timing.last_events_done = Some(Instant::now());
+        }
         report.batches += 1;
         report.events += batch.events.num_rows() as u64;
         report.dead_letters += batch.rejects.len() as u64;
@@ -856,6 +942,16 @@ impl Run<'_> {
     /// Writes the checkpoint of every partition whose position moved, after flushing Parquet,
     /// then hands the covered offsets to the source to commit. Returns them.
     async fn checkpoint(&mut self, why: &str) -> Result<Vec<PartitionOffset>, CheckpointFailure> {
+        let started = Instant::now();
+        let result = self.checkpoint_untimed(why).await;
+        self.report.stages.checkpoints += started.elapsed();
+        result
+    }
+
+    async fn checkpoint_untimed(
+        &mut self,
+        why: &str,
+    ) -> Result<Vec<PartitionOffset>, CheckpointFailure> {
         let Some(ck) = self.ck.as_mut() else {
             return Ok(Vec::new());
         };
@@ -1179,5 +1275,76 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+impl StageTimes {
+    /// Seconds per stage, as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let s = |d: Duration| d.as_secs_f64();
+        serde_json::json!({
+            "dead_letters": s(self.dead_letters),
+            "enrichment": s(self.enrichment),
+            "windows_ingest": s(self.windows_ingest),
+            "windows_emit": s(self.windows_emit),
+            "outputs": s(self.outputs),
+            "parquet": s(self.parquet),
+            "observers": s(self.observers),
+            "checkpoints": s(self.checkpoints),
+            "waiting_for_input": s(self.waiting),
+            "source_blocked_on_full_queue": s(self.source_blocked),
+        })
+    }
+}
+
+impl RunReport {
+    /// The run's performance figures as JSON, for the line `cluetrain run` prints at exit (the
+    /// end-to-end bench reads them): events per second from the first batch with events, the
+    /// emit delay's quantiles, and this process's CPU time and peak memory.
+    pub fn performance_json(&self) -> serde_json::Value {
+        let mut delays: Vec<f64> = self
+            .emit_delay_micros
+            .iter()
+            .map(|&us| {
+                #[allow(clippy::cast_precision_loss)] // µs of one batch, far below 2^52
+                let s = us as f64 / 1e6;
+                s
+            })
+            .collect();
+        delays.sort_by(f64::total_cmp);
+        let q = |p: f64| aggregate::quantile_linear(&delays, p);
+        let t = &self.timing;
+        let secs = |end: Option<Instant>| {
+            t.first_events
+                .zip(end)
+                .map(|(a, b)| b.saturating_duration_since(a).as_secs_f64())
+        };
+        #[allow(clippy::cast_precision_loss)] // event counts, far below 2^52
+        let rate = |s: Option<f64>| s.filter(|s| *s > 0.0).map(|s| self.events as f64 / s);
+        let total = secs(t.finished);
+        // Busy: from the first batch to the last one with events, plus the end of the run
+        // (final checkpoint, final records, Parquet), without the wait in between for the
+        // partitions' ends to settle (a bounded run's fixed second, `ingest::source`).
+        let end_work = t
+            .input_ended
+            .zip(t.finished)
+            .map(|(a, b)| b.saturating_duration_since(a).as_secs_f64());
+        let busy = secs(t.last_events_done).map(|s| s + end_work.unwrap_or(0.0));
+        serde_json::json!({
+            "events_per_second": rate(busy),
+            "events_per_second_wall": rate(total),
+            "busy_seconds": busy,
+            "end_seconds": end_work,
+            "wall_seconds": total,
+            "emit_delay_seconds": {
+                "batches": delays.len(),
+                "p50": q(0.5),
+                "p99": q(0.99),
+                "max": delays.last(),
+            },
+            "linkage_entries": self.linkage_entries,
+            "stage_seconds": self.stages.json(),
+            "process": crate::resources::current(),
+        })
     }
 }

@@ -6,7 +6,9 @@
 //!   broker address in `CLUETRAIN_TEST_BROKERS`, and stops the broker, also when tests fail.
 //!   Also needs Prometheus (promtool; installed from Debian if missing) and kubectl (for
 //!   `kubectl kustomize`; the run fails with how to install it if missing).
-//! * `bench`: the Criterion benches of `benches/`.
+//! * `bench`: the end-to-end benchmark against Tansu (`--events N`, `--runs K`, `--soak
+//!   MINUTES`, `--rate R`, `--checkpoints on|off`, `--out FILE`), or with `--stages` the
+//!   Criterion benches of `benches/`, one per stage (README, "Performance").
 //! * `vader-oracle`: regenerates the VADER reference scores with the Python package.
 //! * `check-layers`: only the layering check.
 //! * `fuzz <target> [--seconds N] [-- libFuzzer args]`: installs cargo-fuzz into the cache
@@ -75,7 +77,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\n  test          fmt-independent full test run with a real Kafka broker (Tansu)\n  bench         Criterion benchmarks per stage\n  vader-oracle  regenerate the VADER reference scores (Python vaderSentiment 3.3.2)\n  check-layers  check that ingest, enrich and aggregate do not depend on each other\n  fuzz          run a cargo fuzz target: fuzz <decode|twcs> [--seconds N] [-- libFuzzer args]"
+                "usage: cargo xtask <task>\n\n  test          fmt-independent full test run with a real Kafka broker (Tansu)\n  bench         end-to-end benchmark against Tansu (--events N --runs K --soak MIN); --stages: Criterion per stage\n  vader-oracle  regenerate the VADER reference scores (Python vaderSentiment 3.3.2)\n  check-layers  check that ingest, enrich and aggregate do not depend on each other\n  fuzz          run a cargo fuzz target: fuzz <decode|twcs> [--seconds N] [-- libFuzzer args]"
             );
             Ok(if task == "help" {
                 ExitCode::SUCCESS
@@ -120,6 +122,22 @@ pub fn cache_dir() -> PathBuf {
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(workspace_root());
+    // `cargo run` gave this process xtask's package variables. Cargo compares the values a
+    // crate read with `env!` (clap's `about` reads CARGO_PKG_DESCRIPTION) against its own
+    // environment, so with xtask's still set every build from here relinks the cluetrain
+    // binary, and the next build from a shell relinks it again (minutes each in release).
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*k,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            c.env_remove(&*k);
+        }
+    }
     c
 }
 
@@ -286,7 +304,7 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn start_broker(bin: &Path, log_dir: &Path) -> anyhow::Result<Broker> {
+fn start_broker(bin: &Path, log_dir: &Path, topics: &[(&str, u32)]) -> anyhow::Result<Broker> {
     let port = free_port()?;
     let address = format!("127.0.0.1:{port}");
     let url = format!("tcp://{address}");
@@ -311,6 +329,8 @@ fn start_broker(bin: &Path, log_dir: &Path) -> anyhow::Result<Broker> {
         .env_remove("LISTENER_URL")
         .env_remove("ADVERTISED_LISTENER_URL")
         .env_remove("STORAGE_ENGINE")
+        // Tansu logs every request at its default level: gigabytes over a bench's preload.
+        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -328,7 +348,7 @@ fn start_broker(bin: &Path, log_dir: &Path) -> anyhow::Result<Broker> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    for (topic, partitions) in TOPICS {
+    for (topic, partitions) in topics {
         let out = Command::new(bin)
             .args([
                 "topic",
@@ -408,7 +428,7 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     }
     let target = target_dir()?;
     let bin = target.join("debug").join("cluetrain");
-    let broker = start_broker(&tansu, &target.join("xtask"))?;
+    let broker = start_broker(&tansu, &target.join("xtask"), TOPICS)?;
     // Every pipeline the tests start checkpoints under one fresh directory of this run (each
     // under its own group and topic), not into the working directory.
     let checkpoints = target.join("xtask").join("checkpoints");
@@ -460,12 +480,103 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn bench(extra: &[String]) -> anyhow::Result<ExitCode> {
-    step("running the Criterion benches of benches/ (release profile)");
+/// Topics of the end-to-end bench besides [`TOPICS`]: the preloaded input and the soak's.
+const BENCH_TOPICS: &[(&str, u32)] = &[("cluetrain-bench-events", 4), ("cluetrain-bench-soak", 4)];
+
+/// `cargo xtask bench [--events N] [--runs K] [--soak MINUTES [--rate R]] [--checkpoints
+/// on|off] [--out FILE]`, or `cargo xtask bench --stages [Criterion args]`.
+///
+/// The end-to-end bench: builds the release `cluetrain` and `cluetrain-e2e` binaries, starts
+/// Tansu with the default topics and the bench's, and runs `cluetrain-e2e run` (preload, drain,
+/// cluetrain runs, soak; see benches/e2e.rs), which prints the medians and writes every figure
+/// as JSON (default `<target>/bench/e2e.json`). `--stages` runs the Criterion benches of
+/// `benches/` instead, one per stage.
+fn bench(args: &[String]) -> anyhow::Result<ExitCode> {
+    let usage = "usage: cargo xtask bench [--events N] [--runs K] [--soak MINUTES [--rate MSG_PER_S]] [--checkpoints on|off] [--out FILE]\n       cargo xtask bench --stages [Criterion arguments, e.g. a bench name filter]";
+    if args.first().is_some_and(|a| a == "--stages") {
+        step("running the Criterion benches of benches/, one per stage (release profile)");
+        let mut c = cargo();
+        c.args(["bench", "--package", "cluetrain-benches"]);
+        if args.len() > 1 {
+            c.arg("--").args(&args[1..]);
+        }
+        return Ok(if status(c, "cargo bench")? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let mut e2e: Vec<String> = Vec::new();
+    let mut out = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{a} needs {what}\n{usage}"))
+        };
+        match a.as_str() {
+            "--events" | "--runs" | "--soak" | "--rate" => {
+                let v = value("a number")?;
+                if v.parse::<f64>().is_err() {
+                    bail!("{a} {v:?} is not a number\n{usage}");
+                }
+                e2e.extend([a.clone(), v]);
+            }
+            "--checkpoints" => {
+                let v = value("on or off")?;
+                let on = match v.as_str() {
+                    "on" => "true",
+                    "off" => "false",
+                    _ => bail!("--checkpoints takes on or off, not {v:?}"),
+                };
+                e2e.extend([a.clone(), on.to_string()]);
+            }
+            "--out" => out = Some(PathBuf::from(value("a file")?)),
+            "-h" | "--help" => {
+                eprintln!("{usage}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => bail!("unexpected argument {other:?}\n{usage}"),
+        }
+    }
+    let tansu = ensure_tansu()?;
+    step("building the release cluetrain and cluetrain-e2e binaries");
     let mut c = cargo();
-    c.args(["bench", "--package", "cluetrain-benches"])
-        .args(extra);
-    Ok(if status(c, "cargo bench")? {
+    c.args([
+        "build",
+        "--release",
+        "--package",
+        "cluetrain",
+        "--bin",
+        "cluetrain",
+        "--package",
+        "cluetrain-benches",
+        "--bin",
+        "cluetrain-e2e",
+    ]);
+    if !status(c, "cargo build --release")? {
+        bail!("building the release binaries failed");
+    }
+    let target = target_dir()?;
+    let release = target.join("release");
+    let work = target.join("bench");
+    let out = out.unwrap_or_else(|| work.join("e2e.json"));
+    let topics: Vec<(&str, u32)> = TOPICS.iter().chain(BENCH_TOPICS).copied().collect();
+    let broker = start_broker(&tansu, &work, &topics)?;
+    let mut c = Command::new(release.join("cluetrain-e2e"));
+    c.arg("run")
+        .args(["--brokers", &broker.address])
+        .arg("--cluetrain")
+        .arg(release.join("cluetrain"))
+        .arg("--work-dir")
+        .arg(work.join("runs"))
+        .arg("--out")
+        .arg(&out)
+        .args(&e2e);
+    let ok = status(c, "cluetrain-e2e")?;
+    drop(broker);
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -1,0 +1,77 @@
+//! Inputs of the stage benches that run on the real generator's traffic (and so link the
+//! `cluetrain` crate): `linkage`, `windows`, `metrics`. Deterministic: seed 7 from a fixed
+//! start, the same traffic as the end-to-end bench's preload.
+
+// Each bench uses part of this; setup panics are broken benches.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use cluetrain::enrichment::Enrichment;
+use cluetrain::generate::{GeneratedMessage, Generator, GeneratorOptions};
+use ingest::{DecodeLimits, Decoder};
+use model::EventBatchBuilder;
+use model::config::Config;
+
+/// Rows per micro-batch: `ingest.batch_rows_max`'s default.
+pub const BATCH_ROWS: usize = 8192;
+
+/// Generated traffic, decoded into micro-batches of one partition.
+pub struct Inputs {
+    /// The default configuration with the generator's brands.
+    pub config: Config,
+    /// The messages, in delivery order.
+    pub messages: Vec<GeneratedMessage>,
+    /// The messages decoded into batches of [`BATCH_ROWS`] (partition 0).
+    pub batches: Vec<RecordBatch>,
+}
+
+/// `n` generated messages (seed 7, from 2026-01-05T08:00:00Z, as `cargo xtask bench`).
+pub fn inputs(n: usize) -> Inputs {
+    let opts = GeneratorOptions {
+        seed: 7,
+        start_micros: 1_767_600_000_000_000,
+        ..GeneratorOptions::default()
+    };
+    let config = Config {
+        brands: Generator::new(opts.clone()).brand_configs(),
+        ..Config::default()
+    };
+    let messages: Vec<GeneratedMessage> = Generator::new(opts).take(n).collect();
+    let decoder = Decoder::new(DecodeLimits::from_config(&config.ingest));
+    let mut batches = Vec::new();
+    for (c, chunk) in messages.chunks(BATCH_ROWS).enumerate() {
+        let mut b = EventBatchBuilder::with_capacity(chunk.len());
+        for (i, m) in chunk.iter().enumerate() {
+            let offset = (c * BATCH_ROWS + i) as i64;
+            let _ = decoder.decode_into(Some(&m.payload), 0, &mut b, 0, offset);
+        }
+        batches.push(b.finish().unwrap());
+    }
+    Inputs {
+        config,
+        messages,
+        batches,
+    }
+}
+
+/// Enrichment of one partition, as the pipeline sets it up.
+pub fn enrichment(config: &Config) -> Enrichment {
+    let mut e = Enrichment::new(config).unwrap();
+    e.assignment(&[0], &[], Instant::now());
+    e
+}
+
+/// The linked facts of every batch with the watermark after it: the window engine's input.
+pub fn facts(inputs: &Inputs) -> Vec<(RecordBatch, Option<i64>)> {
+    let mut e = enrichment(&inputs.config);
+    inputs
+        .batches
+        .iter()
+        .map(|b| {
+            let out = e.process(b, Instant::now()).unwrap();
+            (out.facts, out.watermark)
+        })
+        .collect()
+}
