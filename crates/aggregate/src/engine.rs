@@ -2,15 +2,25 @@
 //! the partial aggregates into window state and emits window records as the watermark moves.
 //!
 //! ```text
-//!  fact batch ──► DataFusion SQL (window assignment for every spec, GROUP BY window and keys)
-//!                    │ partial aggregates, one row per (spec, window, brand, platform,
+//!  fact batch ──► DataFusion SQL (GROUP BY pane and keys)
+//!                    │ partial aggregates, one row per (pane, brand, platform,
 //!                    ▼ stakeholder, department)
-//!               merge into WindowState ──► advance(watermark) ──► WindowRecord revisions
+//!               merge each pane into every window that covers it (WindowState)
+//!                    ──► advance(watermark) ──► WindowRecord revisions
 //! ```
 //!
 //! Incremental: history is never re-scanned. A batch's facts are aggregated at the finest grain
 //! (all grouping columns plus department), and the merge rolls rows up into the configured
 //! record keys, keeping the department breakdown inside each record.
+//!
+//! Panes ("No pane, no gain", Li et al., SIGMOD Record 2005; what Flink and Arroyo do for
+//! sliding windows): DataFusion groups facts by *pane*, a slice of time as long as the greatest
+//! common divisor of every spec's slide, not by window. Every window of every spec is a whole
+//! number of panes, so each pane's partial aggregate is merged into the `size / slide` windows
+//! of each spec that cover it. The query therefore reads each fact once, where assigning windows
+//! in SQL (a cross join with the hops) multiplied the rows it aggregated by the windows per
+//! event, 13 with the default specs (60 s tumbling, 1 h sliding by 5 min). The records are the
+//! same: a pane lies inside a window or outside it, never across its edge.
 //!
 //! Emission (the metrics reference, "Windows and time"):
 //! * a window is emitted when the watermark passes its end (`closed`, revision 1 unless early
@@ -26,7 +36,6 @@
 //! out-of-orderness bound.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
@@ -205,6 +214,8 @@ impl EngineSlice {
 pub struct WindowEngine {
     cfg: EngineConfig,
     ctx: SessionContext,
+    /// Pane length, µs: the greatest common divisor of the specs' slides.
+    pane_micros: i64,
     main_sql: String,
     depth_sql: String,
     windows: HashMap<StateKey, WindowState>,
@@ -242,10 +253,12 @@ impl WindowEngine {
             .with_target_partitions(1)
             .with_information_schema(false);
         let ctx = SessionContext::new_with_config(session);
-        let (main_sql, depth_sql) = queries(&cfg.specs);
+        let pane_micros = pane_micros(&cfg.specs);
+        let (main_sql, depth_sql) = queries(pane_micros);
         WindowEngine {
             cfg,
             ctx,
+            pane_micros,
             main_sql,
             depth_sql,
             windows: HashMap::new(),
@@ -260,6 +273,11 @@ impl WindowEngine {
             brand_floors: HashMap::new(),
             stats: EngineStats::default(),
         }
+    }
+
+    /// The pane length, µs: facts are aggregated per pane, then merged into windows.
+    pub fn pane_micros(&self) -> i64 {
+        self.pane_micros
     }
 
     /// The SQL run over each micro-batch (for docs and EXPLAIN).
@@ -452,10 +470,20 @@ impl WindowEngine {
         Some(st)
     }
 
+    /// The windows, as (spec, start), that cover the pane starting at `pane` (µs): those
+    /// that contain its first instant, since a pane never crosses a window's edge.
+    fn windows_of(&self, pane: i64) -> Vec<(usize, i64)> {
+        self.cfg
+            .specs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.window_starts(pane).map(move |w| (i, w)))
+            .collect()
+    }
+
     fn merge_main(&mut self, b: &RecordBatch) -> Result<(), AggregateError> {
         let KeyCols {
-            spec,
-            start,
+            pane,
             brand,
             platform,
             stakeholder,
@@ -491,80 +519,89 @@ impl WindowEngine {
             if a.is_null(i) { 0 } else { a.value(i) }
         };
         for i in 0..b.num_rows() {
-            let Ok(spec_i) = usize::try_from(spec.value(i)) else {
-                continue;
-            };
             let d = dept.is_valid(i).then(|| dept.value(i));
             let group = self.group(brand.value(i), platform.value(i), stakeholder.value(i), d);
-            let start_i = start.value(i);
+            // The pane's figures, read once and added to every window that covers it.
             let inbound_i = get(&inbound, i);
-            if inbound_i > 0 {
-                *self
-                    .brand_inbound
-                    .entry((spec_i, start_i, brand.value(i).to_string()))
-                    .or_default() += inbound_i;
-            }
-            let mut dropped = 0;
-            let Some(st) = self.state(spec_i, start_i, group) else {
-                continue;
-            };
-            let a = &mut st.acc;
-            a.inbound += inbound_i;
-            a.responses += get(&responses, i);
-            a.broadcasts += get(&broadcasts, i);
-            a.to_broadcast += get(&to_broadcast, i);
-            a.positive += get(&positive, i);
+            let responses_i = get(&responses, i);
+            let broadcasts_i = get(&broadcasts, i);
+            let to_broadcast_i = get(&to_broadcast, i);
+            let positive_i = get(&positive, i);
             let neg_i = get(&negative, i);
-            a.negative += neg_i;
-            a.compound_e4 += geti(&compound_e4, i);
-            a.reach += geti(&reach, i);
+            let compound_i = geti(&compound_e4, i);
+            let reach_i = geti(&reach, i);
             let answered_i = get(&answered, i);
-            a.answered += answered_i;
-            a.effect_e4 += geti(&effect_e4, i);
-            a.effects += get(&effects, i);
-            a.stakeholders.add(stakeholder.value(i), inbound_i);
+            let effect_i = geti(&effect_e4, i);
+            let effects_i = get(&effects, i);
             let frt_i = list_values::<Float64Type>(&frt, i);
-            for v in &frt_i {
-                push_bounded(&mut a.frt, *v, max_values, &mut dropped);
-            }
-            for v in list_values::<Float64Type>(&frt_b, i) {
-                push_bounded(&mut a.frt_business, v, max_values, &mut dropped);
-            }
-            for t in list_values::<Int64Type>(&inbound_times, i) {
-                if a.unanswered_len < max_values {
-                    *a.unanswered.entry(t).or_default() += 1;
-                    a.unanswered_len += 1;
-                } else {
-                    dropped += 1;
+            let frt_b_i = list_values::<Float64Type>(&frt_b, i);
+            let inbound_t = list_values::<Int64Type>(&inbound_times, i);
+            let answered_t = list_values::<Int64Type>(&answered_times, i);
+            for (spec_i, start_i) in self.windows_of(pane.value(i)) {
+                if inbound_i > 0 {
+                    *self
+                        .brand_inbound
+                        .entry((spec_i, start_i, brand.value(i).to_string()))
+                        .or_default() += inbound_i;
                 }
-            }
-            for t in list_values::<Int64Type>(&answered_times, i) {
-                if let Some(c) = a.unanswered.get_mut(&t) {
-                    *c -= 1;
-                    a.unanswered_len -= 1;
-                    if *c == 0 {
-                        a.unanswered.remove(&t);
+                let mut dropped = 0;
+                let Some(st) = self.state(spec_i, start_i, group.clone()) else {
+                    continue;
+                };
+                let a = &mut st.acc;
+                a.inbound += inbound_i;
+                a.responses += responses_i;
+                a.broadcasts += broadcasts_i;
+                a.to_broadcast += to_broadcast_i;
+                a.positive += positive_i;
+                a.negative += neg_i;
+                a.compound_e4 += compound_i;
+                a.reach += reach_i;
+                a.answered += answered_i;
+                a.effect_e4 += effect_i;
+                a.effects += effects_i;
+                a.stakeholders.add(stakeholder.value(i), inbound_i);
+                for v in &frt_i {
+                    push_bounded(&mut a.frt, *v, max_values, &mut dropped);
+                }
+                for v in &frt_b_i {
+                    push_bounded(&mut a.frt_business, *v, max_values, &mut dropped);
+                }
+                for t in &inbound_t {
+                    if a.unanswered_len < max_values {
+                        *a.unanswered.entry(*t).or_default() += 1;
+                        a.unanswered_len += 1;
+                    } else {
+                        dropped += 1;
                     }
                 }
-            }
-            if let Some(d) = d {
-                let da = a.departments.entry(d.to_string()).or_default();
-                da.inbound += inbound_i;
-                da.negative += neg_i;
-                da.answered += answered_i;
-                for v in frt_i {
-                    push_bounded(&mut da.frt, v, max_values, &mut dropped);
+                for t in &answered_t {
+                    if let Some(c) = a.unanswered.get_mut(t) {
+                        *c -= 1;
+                        a.unanswered_len -= 1;
+                        if *c == 0 {
+                            a.unanswered.remove(t);
+                        }
+                    }
                 }
+                if let Some(d) = d {
+                    let da = a.departments.entry(d.to_string()).or_default();
+                    da.inbound += inbound_i;
+                    da.negative += neg_i;
+                    da.answered += answered_i;
+                    for v in &frt_i {
+                        push_bounded(&mut da.frt, *v, max_values, &mut dropped);
+                    }
+                }
+                self.stats.values_dropped += dropped;
             }
-            self.stats.values_dropped += dropped;
         }
         Ok(())
     }
 
     fn merge_depth(&mut self, b: &RecordBatch) -> Result<(), AggregateError> {
         let KeyCols {
-            spec,
-            start,
+            pane,
             brand,
             platform,
             stakeholder,
@@ -578,32 +615,31 @@ impl WindowEngine {
         let turns = i64_col(b, "turns")?;
         let max = self.cfg.conversations_per_window_max;
         for i in 0..b.num_rows() {
-            let Ok(spec_i) = usize::try_from(spec.value(i)) else {
-                continue;
-            };
             if root.is_null(i) {
                 continue;
             }
             let d = dept.is_valid(i).then(|| dept.value(i));
             let group = self.group(brand.value(i), platform.value(i), stakeholder.value(i), d);
             let turns_i = u32::try_from(turns.value(i)).unwrap_or(0);
-            let mut dropped = 0;
-            let Some(st) = self.state(spec_i, start.value(i), group) else {
-                continue;
-            };
-            let roots = &mut st.acc.roots;
-            let full = roots.len() >= max;
-            match roots.entry(root.value(i)) {
-                std::collections::hash_map::Entry::Occupied(mut t) => {
-                    let v = t.get_mut();
-                    *v = (*v).max(turns_i);
+            for (spec_i, start_i) in self.windows_of(pane.value(i)) {
+                let mut dropped = 0;
+                let Some(st) = self.state(spec_i, start_i, group.clone()) else {
+                    continue;
+                };
+                let roots = &mut st.acc.roots;
+                let full = roots.len() >= max;
+                match roots.entry(root.value(i)) {
+                    std::collections::hash_map::Entry::Occupied(mut t) => {
+                        let v = t.get_mut();
+                        *v = (*v).max(turns_i);
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) if !full => {
+                        v.insert(turns_i);
+                    }
+                    std::collections::hash_map::Entry::Vacant(_) => dropped += 1,
                 }
-                std::collections::hash_map::Entry::Vacant(v) if !full => {
-                    v.insert(turns_i);
-                }
-                std::collections::hash_map::Entry::Vacant(_) => dropped += 1,
+                self.stats.conversations_dropped += dropped;
             }
-            self.stats.conversations_dropped += dropped;
         }
         Ok(())
     }
@@ -983,10 +1019,9 @@ fn micros_to_time(t: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_micros(t).unwrap_or_default()
 }
 
-/// The key columns both queries return: spec, window start and the grouping columns.
+/// The key columns both queries return: pane start and the grouping columns.
 struct KeyCols {
-    spec: arrow_array::Int64Array,
-    start: arrow_array::Int64Array,
+    pane: arrow_array::Int64Array,
     brand: StringArray,
     platform: StringArray,
     stakeholder: StringArray,
@@ -996,8 +1031,7 @@ struct KeyCols {
 impl KeyCols {
     fn of(b: &RecordBatch) -> Result<Self, AggregateError> {
         Ok(KeyCols {
-            spec: i64_col(b, "spec")?,
-            start: i64_col(b, "window_start")?,
+            pane: i64_col(b, "pane_start")?,
             brand: str_col(b, "brand")?,
             platform: str_col(b, "platform")?,
             stakeholder: str_col(b, "stakeholder")?,
@@ -1048,71 +1082,91 @@ fn list_values<T: arrow_array::ArrowPrimitiveType>(
     }
 }
 
-/// The two queries run over each micro-batch: partial aggregates per window and keys, and
-/// the most turns per conversation per window (thread depth).
-fn queries(specs: &[WindowSpec]) -> (String, String) {
-    use model::facts::col;
-    let mut windowed = String::new();
-    for (i, s) in specs.iter().enumerate() {
-        if i > 0 {
-            windowed.push_str(" UNION ALL ");
-        }
-        let (size, slide) = (s.size_micros(), s.slide_micros());
-        let hops = (0..size / slide)
-            .map(|k| format!("({k})"))
-            .collect::<Vec<_>>()
-            .join(",");
-        // Window assignment: every window start that is a multiple of the slide and within one
-        // window length before t. Event times are after 2006, so integer division is floor.
-        let _ = write!(
-            windowed,
-            "SELECT {i} AS spec, ({t} / {slide}) * {slide} - h.k * {slide} AS window_start, \
-             {fact}, {brand}, {platform}, {stakeholder}, {dept}, {t}, {role}, {compound}, \
-             {to_b}, {followers}, {root}, {turns}, {frt}, {frtb}, {delta} \
-             FROM {FACTS} CROSS JOIN (SELECT column1 AS k FROM (VALUES {hops})) AS h",
-            t = col::T,
-            fact = col::FACT,
-            brand = col::BRAND,
-            platform = col::PLATFORM,
-            stakeholder = col::STAKEHOLDER,
-            dept = col::DEPARTMENT,
-            role = col::ROLE,
-            compound = col::COMPOUND,
-            to_b = col::TO_BROADCAST,
-            followers = col::FOLLOWERS,
-            root = col::ROOT,
-            turns = col::TURNS,
-            frt = col::FRT_SECONDS,
-            frtb = col::FRT_BUSINESS_SECONDS,
-            delta = col::DELTA,
-        );
+/// The pane length, µs: the greatest common divisor of the specs' slides (each spec's size is
+/// a multiple of its slide, so every window is a whole number of panes).
+fn pane_micros(specs: &[WindowSpec]) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a } else { gcd(b, a % b) }
     }
-    let keys = "spec, window_start, brand, platform, stakeholder, department";
-    let ev = "fact = 'event'";
-    let inb = "fact = 'event' AND role = 'inbound'";
-    let outb = "fact = 'event' AND (role = 'broadcast' OR role = 'follow_up')";
+    specs
+        .iter()
+        .map(WindowSpec::slide_micros)
+        .filter(|s| *s > 0)
+        .fold(0, gcd)
+        .max(1)
+}
+
+/// The two queries run over each micro-batch: partial aggregates per pane and keys, and the
+/// most turns per conversation per pane (thread depth).
+fn queries(pane: i64) -> (String, String) {
+    use model::facts::col;
+    // Event times are after 2006, so integer division is floor.
+    let pane_start = format!("({t} / {pane}) * {pane} AS pane_start", t = col::T);
+    let keys = format!(
+        "{brand}, {platform}, {stakeholder}, {dept}",
+        brand = col::BRAND,
+        platform = col::PLATFORM,
+        stakeholder = col::STAKEHOLDER,
+        dept = col::DEPARTMENT,
+    );
+    let (fact, role, compound) = (col::FACT, col::ROLE, col::COMPOUND);
+    let ev = format!("{fact} = 'event'");
+    let inb = format!("{fact} = 'event' AND {role} = 'inbound'");
+    let outb = format!("{fact} = 'event' AND ({role} = 'broadcast' OR {role} = 'follow_up')");
     let main = format!(
-        "WITH windowed AS ({windowed}) SELECT {keys}, \
+        "SELECT {pane_start}, {keys}, \
          count(*) FILTER (WHERE {inb}) AS inbound, \
-         count(*) FILTER (WHERE {ev} AND role = 'response') AS responses, \
+         count(*) FILTER (WHERE {ev} AND {role} = 'response') AS responses, \
          count(*) FILTER (WHERE {outb}) AS broadcasts, \
-         count(*) FILTER (WHERE {ev} AND to_broadcast) AS to_broadcast, \
-         count(*) FILTER (WHERE {inb} AND compound >= 0.05) AS positive, \
-         count(*) FILTER (WHERE {inb} AND compound <= -0.05) AS negative, \
-         sum(CAST(round(compound * 10000) AS BIGINT)) FILTER (WHERE {inb}) AS compound_e4, \
-         sum(followers) FILTER (WHERE {outb}) AS reach, \
-         count(*) FILTER (WHERE fact = 'answer') AS answered, \
-         array_agg(frt_seconds) FILTER (WHERE fact = 'answer') AS frt, \
-         array_agg(frt_business_seconds) FILTER (WHERE fact = 'answer') AS frt_business, \
-         array_agg(t) FILTER (WHERE {inb}) AS inbound_times, \
-         array_agg(t) FILTER (WHERE fact = 'answer') AS answered_times, \
-         sum(CAST(round(delta * 10000) AS BIGINT)) FILTER (WHERE fact = 'effect') AS effect_e4, \
-         count(*) FILTER (WHERE fact = 'effect') AS effects \
-         FROM windowed GROUP BY {keys}"
+         count(*) FILTER (WHERE {ev} AND {to_b}) AS to_broadcast, \
+         count(*) FILTER (WHERE {inb} AND {compound} >= 0.05) AS positive, \
+         count(*) FILTER (WHERE {inb} AND {compound} <= -0.05) AS negative, \
+         sum(CAST(round({compound} * 10000) AS BIGINT)) FILTER (WHERE {inb}) AS compound_e4, \
+         sum({followers}) FILTER (WHERE {outb}) AS reach, \
+         count(*) FILTER (WHERE {fact} = 'answer') AS answered, \
+         array_agg({frt}) FILTER (WHERE {fact} = 'answer') AS frt, \
+         array_agg({frtb}) FILTER (WHERE {fact} = 'answer') AS frt_business, \
+         array_agg({t}) FILTER (WHERE {inb}) AS inbound_times, \
+         array_agg({t}) FILTER (WHERE {fact} = 'answer') AS answered_times, \
+         sum(CAST(round({delta} * 10000) AS BIGINT)) FILTER (WHERE {fact} = 'effect') AS effect_e4, \
+         count(*) FILTER (WHERE {fact} = 'effect') AS effects \
+         FROM {FACTS} GROUP BY 1, {keys}",
+        to_b = col::TO_BROADCAST,
+        followers = col::FOLLOWERS,
+        frt = col::FRT_SECONDS,
+        frtb = col::FRT_BUSINESS_SECONDS,
+        t = col::T,
+        delta = col::DELTA,
     );
     let depth = format!(
-        "WITH windowed AS ({windowed}) SELECT {keys}, root, max(turns) AS turns \
-         FROM windowed WHERE {ev} GROUP BY {keys}, root"
+        "SELECT {pane_start}, {keys}, {root} AS root, max({turns}) AS turns \
+         FROM {FACTS} WHERE {ev} GROUP BY 1, {keys}, {root}",
+        root = col::ROOT,
+        turns = col::TURNS,
     );
     (main, depth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn spec(size: u64, slide: u64) -> WindowSpec {
+        WindowSpec::hopping(Duration::from_secs(size), Duration::from_secs(slide))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn panes_are_the_greatest_common_divisor_of_the_slides() {
+        // The defaults: 60 s tumbling and 1 h every 5 min.
+        assert_eq!(pane_micros(&[spec(60, 60), spec(3600, 300)]), 60_000_000);
+        assert_eq!(
+            pane_micros(&[spec(1800, 600), spec(1200, 1200)]),
+            600_000_000
+        );
+        assert_eq!(pane_micros(&[spec(3600, 3600)]), 3_600_000_000);
+        // Coprime slides: one-second panes, still whole numbers of them per window.
+        assert_eq!(pane_micros(&[spec(7, 7), spec(22, 11)]), 1_000_000);
+    }
 }
