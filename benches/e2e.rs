@@ -25,6 +25,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+// The one reader of /proc figures, shared with the run summary's: compiled in from the
+// cluetrain crate rather than linking all of it (DataFusion) into this binary, whose release
+// link would then cost as much as cluetrain's own.
+#[path = "../crates/cluetrain/src/resources.rs"]
+#[allow(dead_code)] // `current()` is the pipeline's
+mod resources;
 use clap::{Args, Parser, Subcommand};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -209,32 +216,10 @@ fn drain(a: &DrainArgs) -> anyhow::Result<Value> {
     }))
 }
 
-/// CPU seconds and peak/current RSS of a process from its `/proc` directory (the same reading
-/// as `cluetrain::resources`, which this binary does not link).
+/// CPU seconds and peak/current RSS of a process from its `/proc` directory
+/// (`cluetrain::resources`, the reading the run summary uses), `null` where there is none.
 fn process_usage(dir: &Path) -> Value {
-    let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-    let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-    let cpu = stat.rfind(')').and_then(|i| {
-        let mut f = stat[i + 1..].split_ascii_whitespace();
-        let u: u64 = f.nth(11)?.parse().ok()?;
-        let s: u64 = f.next()?.parse().ok()?;
-        #[allow(clippy::cast_precision_loss)] // clock ticks (USER_HZ = 100)
-        Some((u + s) as f64 / 100.0)
-    });
-    let kib = |key: &str| -> Option<u64> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))?
-            .split_ascii_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    json!({
-        "cpu_seconds": cpu,
-        "peak_rss_bytes": kib("VmHWM:").map(|k| k * 1024),
-        "rss_bytes": kib("VmRSS:").map(|k| k * 1024),
-    })
+    resources::of(dir).map_or(Value::Null, |u| json!(u))
 }
 
 fn run(a: &RunArgs) -> anyhow::Result<()> {
