@@ -7,7 +7,6 @@
 
 use std::hint::black_box;
 
-use cluetrain::job::engine_config;
 use cluetrain::metrics::PipelineMetrics;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -17,23 +16,10 @@ mod support;
 const EVENTS: usize = 65_536;
 
 fn metrics(c: &mut Criterion) {
-    let inputs = support::inputs(EVENTS);
-    let facts = support::facts(&inputs);
-    let rows: usize = inputs.batches.iter().map(|b| b.num_rows()).sum();
-    let wall: chrono::DateTime<chrono::Utc> = "2026-06-01T00:00:00Z".parse().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut engine = aggregate::WindowEngine::new(engine_config(&inputs.config).unwrap());
-    let records: Vec<Vec<model::WindowRecord>> = rt.block_on(async {
-        let mut out = Vec::new();
-        for (f, w) in &facts {
-            engine.ingest(f).await.unwrap();
-            out.push(w.map(|w| engine.advance(w, wall)).unwrap_or_default());
-        }
-        out
-    });
+    let set = support::engine_inputs(EVENTS);
+    let (inputs, facts, rows) = (&set.inputs, &set.facts, set.rows);
+    let mut engine = aggregate::WindowEngine::new(set.engine_config());
+    let records = set.drive(&mut engine);
     let (longest, backlog) = (
         engine.longest_window_seconds(),
         engine.backlog_window_seconds(),

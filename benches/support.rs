@@ -75,3 +75,54 @@ pub fn facts(inputs: &Inputs) -> Vec<(RecordBatch, Option<i64>)> {
         })
         .collect()
 }
+
+/// The set-up the engine-driven benches (`windows`, `metrics`) share: `n` generated events as
+/// fact batches, their row count, a fixed emission time and a one-thread runtime.
+pub struct EngineInputs {
+    /// The generated traffic.
+    pub inputs: Inputs,
+    /// Fact batches, each with the watermark after it (if any).
+    pub facts: Vec<(RecordBatch, Option<i64>)>,
+    /// Event rows in all batches: the throughput unit.
+    pub rows: usize,
+    /// `emitted_at` of every record.
+    pub wall: chrono::DateTime<chrono::Utc>,
+    /// The runtime the engine's DataFusion queries run on (one core).
+    pub rt: tokio::runtime::Runtime,
+}
+
+/// [`EngineInputs`] for `n` generated messages.
+pub fn engine_inputs(n: usize) -> EngineInputs {
+    let inputs = inputs(n);
+    let facts = facts(&inputs);
+    let rows = inputs.batches.iter().map(|b| b.num_rows()).sum();
+    EngineInputs {
+        inputs,
+        facts,
+        rows,
+        wall: "2026-06-01T00:00:00Z".parse().unwrap(),
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    }
+}
+
+impl EngineInputs {
+    /// The engine's default configuration for these inputs.
+    pub fn engine_config(&self) -> aggregate::EngineConfig {
+        cluetrain::job::engine_config(&self.inputs.config).unwrap()
+    }
+
+    /// Ingests every batch into `engine` and advances it after each: the records of each.
+    pub fn drive(&self, engine: &mut aggregate::WindowEngine) -> Vec<Vec<model::WindowRecord>> {
+        self.rt.block_on(async {
+            let mut out = Vec::with_capacity(self.facts.len());
+            for (f, w) in &self.facts {
+                engine.ingest(f).await.unwrap();
+                out.push(w.map(|w| engine.advance(w, self.wall)).unwrap_or_default());
+            }
+            out
+        })
+    }
+}

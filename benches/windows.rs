@@ -10,7 +10,6 @@
 
 use std::hint::black_box;
 
-use cluetrain::job::engine_config;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 #[path = "support.rs"]
@@ -19,32 +18,14 @@ mod support;
 const EVENTS: usize = 65_536;
 
 fn windows(c: &mut Criterion) {
-    let inputs = support::inputs(EVENTS);
-    let facts = support::facts(&inputs);
-    let rows: usize = inputs.batches.iter().map(|b| b.num_rows()).sum();
-    let cfg = engine_config(&inputs.config).unwrap();
-    let wall: chrono::DateTime<chrono::Utc> = "2026-06-01T00:00:00Z".parse().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let set = support::engine_inputs(EVENTS);
+    let cfg = set.engine_config();
     let mut group = c.benchmark_group("windows");
-    group.throughput(Throughput::Elements(rows as u64));
+    group.throughput(Throughput::Elements(set.rows as u64));
     group.bench_function("engine_65536", |b| {
         b.iter_batched(
             || aggregate::WindowEngine::new(cfg.clone()),
-            |mut engine| {
-                rt.block_on(async {
-                    let mut records = 0;
-                    for (f, w) in &facts {
-                        engine.ingest(f).await.unwrap();
-                        if let Some(w) = w {
-                            records += engine.advance(*w, wall).len();
-                        }
-                    }
-                    black_box(records)
-                })
-            },
+            |mut engine| black_box(set.drive(&mut engine).iter().map(Vec::len).sum::<usize>()),
             BatchSize::LargeInput,
         );
     });
