@@ -66,6 +66,7 @@ async fn produce_input(t: &Topics<'_>) {
 }
 
 /// One pipeline's settings: its group, its windows topic, its checkpoint directory.
+#[derive(Clone)]
 struct Instance<'a> {
     t: &'a Topics<'a>,
     group: String,
@@ -80,6 +81,12 @@ struct Instance<'a> {
 }
 
 impl Instance<'_> {
+    /// Another instance of the same consumer group, windows topic and checkpoint store (a
+    /// second process of one deployment).
+    fn sibling(&self) -> Self {
+        self.clone()
+    }
+
     fn command(&self, until_end: bool) -> Command {
         let mut c = Command::new(cluetrain_bin());
         c.arg("run");
@@ -497,14 +504,7 @@ async fn the_survivor_takes_over_a_killed_instances_partitions() {
     // Two instances of one group share the partitions and one checkpoint store.
     let mut a = with_windows(instance(&t, dir.path(), "pair")).await;
     a.batch_rows = 200;
-    let b = Instance {
-        t: &t,
-        group: a.group.clone(),
-        windows: a.windows.clone(),
-        checkpoints: a.checkpoints.clone(),
-        batch_rows: a.batch_rows,
-        session_timeout_ms: a.session_timeout_ms,
-    };
+    let b = a.sibling();
     let (mut survivor, survivor_log) = a.spawn(false);
     wait_for_log(
         &mut survivor,
