@@ -488,6 +488,72 @@ async fn kill_9_at_random_moments_then_restart_gives_the_uninterrupted_result() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_whose_every_checkpoint_is_corrupt_is_read_again_from_its_beginning() {
+    let brokers = cluetrain_tests::brokers();
+    let t = topics(&brokers, None).await;
+    produce_input(&t).await;
+    let dir = TestDir::new();
+    let want = reference(&t, dir.path()).await;
+
+    // A complete run: its checkpoints (the last one at shutdown) and committed offsets cover
+    // every partition to its end.
+    let mut i = with_windows(instance(&t, dir.path(), "replay")).await;
+    i.run_to_end();
+    let files = checkpoint_files(&i.checkpoints, 0);
+    assert!(
+        !files.is_empty(),
+        "the run wrote checkpoints of partition 0"
+    );
+    for f in &files {
+        let len = std::fs::metadata(f).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+    }
+    // The next run of the group, onto a fresh windows topic: partition 0 has no good state
+    // left, so it must be read again from offset 0, not started empty at its committed end.
+    i.windows = unique("fault-win");
+    t.create(&i.windows, 2).await;
+    let (summary, log) = i.run_to_end();
+    assert!(
+        log.contains("no usable checkpoint: the partition is read again from its beginning"),
+        "the run says partition 0 is replayed:\n{log}"
+    );
+    assert!(
+        log.contains("partition restored from its checkpoint"),
+        "the other partitions restore from theirs:\n{log}"
+    );
+    assert_eq!(summary["late_events"], 0, "{summary}");
+    let got = final_figures(
+        &read_quiet(&brokers, &i.windows, Duration::from_secs(3)),
+        "after replay",
+    );
+    // Brands are keyed to partitions: the brands of partition 0 get every window again, each
+    // with the figures of the uninterrupted run.
+    let brands: std::collections::BTreeSet<String> = got
+        .values()
+        .filter_map(|v| v["brand"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        !brands.is_empty(),
+        "partition 0's brands get their windows again"
+    );
+    let want_p0: BTreeMap<String, Value> = want
+        .iter()
+        .filter(|(_, v)| v["brand"].as_str().is_some_and(|b| brands.contains(b)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_same(&got, &want_p0, "partition 0 replayed");
+    eprintln!(
+        "replayed brands {brands:?}: {} windows equal",
+        want_p0.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_survivor_takes_over_a_killed_instances_partitions() {
     // On librdkafka's mock cluster, not Tansu: Tansu 0.6.0 drops a member whose session
     // expired but keeps the group's assignment (a known member that rejoins with unchanged
