@@ -40,15 +40,30 @@ pub fn inputs(n: usize) -> Inputs {
     };
     let messages: Vec<GeneratedMessage> = Generator::new(opts).take(n).collect();
     let decoder = Decoder::new(DecodeLimits::from_config(&config.ingest));
+    // The wall clock, as the pipeline decodes: `ingest.event_time_future_max` rejects events
+    // ahead of it, so a fixed `now` of 0 (1970) rejected every event and left the engine
+    // benches measuring empty batches.
+    let now = chrono::Utc::now().timestamp_micros();
     let mut batches = Vec::new();
+    let mut decoded = 0;
     for (c, chunk) in messages.chunks(BATCH_ROWS).enumerate() {
         let mut b = EventBatchBuilder::with_capacity(chunk.len());
         for (i, m) in chunk.iter().enumerate() {
             let offset = (c * BATCH_ROWS + i) as i64;
-            let _ = decoder.decode_into(Some(&m.payload), 0, &mut b, 0, offset);
+            match decoder.decode_into(Some(&m.payload), now, &mut b, 0, offset) {
+                Ok(()) => decoded += 1,
+                // The generator's poison messages: rejected, as they should be.
+                Err(_) if m.event.is_none() => {}
+                Err(r) => panic!("generated event {offset} was rejected: {r:?}"),
+            }
         }
         batches.push(b.finish().unwrap());
     }
+    let valid = messages.iter().filter(|m| m.event.is_some()).count();
+    assert!(
+        decoded == valid && valid > 0,
+        "decoded {decoded} of {valid} valid generated events"
+    );
     Inputs {
         config,
         messages,
@@ -96,6 +111,12 @@ pub fn engine_inputs(n: usize) -> EngineInputs {
     let inputs = inputs(n);
     let facts = facts(&inputs);
     let rows = inputs.batches.iter().map(|b| b.num_rows()).sum();
+    let fact_rows: usize = facts.iter().map(|(f, _)| f.num_rows()).sum();
+    // A bench over no facts measures nothing (it once did: see `inputs`).
+    assert!(
+        fact_rows > 0 && facts.iter().any(|(_, w)| w.is_some()),
+        "{rows} events gave {fact_rows} fact rows and no watermark: the engine would be idle"
+    );
     EngineInputs {
         inputs,
         facts,
