@@ -35,6 +35,7 @@
 //! record does not depend on how events were split into batches or ordered within the
 //! out-of-orderness bound.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use arrow_array::cast::AsArray;
@@ -111,7 +112,10 @@ pub struct EngineStats {
     pub values_dropped: u64,
     /// Conversations not tracked for thread depth (`conversations_per_window_max`).
     pub conversations_dropped: u64,
-    /// Partial aggregates for windows that were already final (counted, not applied).
+    /// Partial aggregates for windows that were already final (counted, not applied): one per
+    /// (pane, window) pair, so a late pane counts once for every window that covers it (13
+    /// with the default specs); late events are counted per event before the engine
+    /// (`cluetrain_late_events_total`).
     pub updates_after_final: u64,
     /// Windows in memory now.
     pub windows_open: u64,
@@ -434,7 +438,11 @@ impl WindowEngine {
     }
 
     /// The state of window (spec, start, group), created if new; `None` if it is already final.
-    fn state(&mut self, spec: usize, start: i64, group: Group) -> Option<&mut WindowState> {
+    ///
+    /// The hot path of ingest (once per pane row and window covering it): one hash lookup of
+    /// the key, and `changed` (a sorted set of keys) is only touched when the window was not
+    /// marked changed yet (`WindowState::changed` mirrors membership in it).
+    fn state(&mut self, spec: usize, start: i64, group: &Group) -> Option<&mut WindowState> {
         let size = self.cfg.specs.get(spec)?.size_micros();
         let end = start.saturating_add(size);
         let final_at = end.saturating_add(self.cfg.horizon_micros);
@@ -450,35 +458,32 @@ impl WindowEngine {
             self.stats.updates_after_final += 1;
             return None;
         }
-        let key = StateKey { spec, start, group };
-        if !self.windows.contains_key(&key) {
-            self.pending_close.insert((end, key.clone()));
-            self.pending_final.insert((final_at, key.clone()));
-            self.windows.insert(
-                key.clone(),
-                WindowState {
+        let key = StateKey {
+            spec,
+            start,
+            group: group.clone(),
+        };
+        match self.windows.entry(key) {
+            Entry::Occupied(e) => {
+                if !e.get().changed {
+                    self.changed.insert(e.key().clone());
+                }
+                let st = e.into_mut();
+                st.changed = true;
+                Some(st)
+            }
+            Entry::Vacant(v) => {
+                self.pending_close.insert((end, v.key().clone()));
+                self.pending_final.insert((final_at, v.key().clone()));
+                self.changed.insert(v.key().clone());
+                Some(v.insert(WindowState {
                     acc: Acc::default(),
                     revision: 0,
                     closed: false,
-                    changed: false,
-                },
-            );
+                    changed: true,
+                }))
+            }
         }
-        self.changed.insert(key.clone());
-        let st = self.windows.get_mut(&key)?;
-        st.changed = true;
-        Some(st)
-    }
-
-    /// The windows, as (spec, start), that cover the pane starting at `pane` (µs): those
-    /// that contain its first instant, since a pane never crosses a window's edge.
-    fn windows_of(&self, pane: i64) -> Vec<(usize, i64)> {
-        self.cfg
-            .specs
-            .iter()
-            .enumerate()
-            .flat_map(|(i, s)| s.window_starts(pane).map(move |w| (i, w)))
-            .collect()
     }
 
     fn merge_main(&mut self, b: &RecordBatch) -> Result<(), AggregateError> {
@@ -518,6 +523,7 @@ impl WindowEngine {
         let geti = |a: &arrow_array::Int64Array, i: usize| -> i64 {
             if a.is_null(i) { 0 } else { a.value(i) }
         };
+        let specs = self.cfg.specs.clone();
         for i in 0..b.num_rows() {
             let d = dept.is_valid(i).then(|| dept.value(i));
             let group = self.group(brand.value(i), platform.value(i), stakeholder.value(i), d);
@@ -537,7 +543,7 @@ impl WindowEngine {
             let frt_b_i = list_values::<Float64Type>(&frt_b, i);
             let inbound_t = list_values::<Int64Type>(&inbound_times, i);
             let answered_t = list_values::<Int64Type>(&answered_times, i);
-            for (spec_i, start_i) in self.windows_of(pane.value(i)) {
+            for (spec_i, start_i) in windows_of(&specs, pane.value(i)) {
                 if inbound_i > 0 {
                     *self
                         .brand_inbound
@@ -545,7 +551,7 @@ impl WindowEngine {
                         .or_default() += inbound_i;
                 }
                 let mut dropped = 0;
-                let Some(st) = self.state(spec_i, start_i, group.clone()) else {
+                let Some(st) = self.state(spec_i, start_i, &group) else {
                     continue;
                 };
                 let a = &mut st.acc;
@@ -614,6 +620,7 @@ impl WindowEngine {
             .clone();
         let turns = i64_col(b, "turns")?;
         let max = self.cfg.conversations_per_window_max;
+        let specs = self.cfg.specs.clone();
         for i in 0..b.num_rows() {
             if root.is_null(i) {
                 continue;
@@ -621,9 +628,9 @@ impl WindowEngine {
             let d = dept.is_valid(i).then(|| dept.value(i));
             let group = self.group(brand.value(i), platform.value(i), stakeholder.value(i), d);
             let turns_i = u32::try_from(turns.value(i)).unwrap_or(0);
-            for (spec_i, start_i) in self.windows_of(pane.value(i)) {
+            for (spec_i, start_i) in windows_of(&specs, pane.value(i)) {
                 let mut dropped = 0;
-                let Some(st) = self.state(spec_i, start_i, group.clone()) else {
+                let Some(st) = self.state(spec_i, start_i, &group) else {
                     continue;
                 };
                 let roots = &mut st.acc.roots;
@@ -1145,6 +1152,17 @@ fn queries(pane: i64) -> (String, String) {
         turns = col::TURNS,
     );
     (main, depth)
+}
+
+/// The windows, as (spec index, start), that cover the pane starting at `pane` (µs): those
+/// that contain its first instant, since a pane never crosses a window's edge. A free function
+/// over a copy of the specs, so that the merges iterate it while they update the engine,
+/// without collecting it per pane row.
+fn windows_of(specs: &[WindowSpec], pane: i64) -> impl Iterator<Item = (usize, i64)> + '_ {
+    specs
+        .iter()
+        .enumerate()
+        .flat_map(move |(i, s)| s.window_starts(pane).map(move |w| (i, w)))
 }
 
 #[cfg(test)]
