@@ -358,6 +358,19 @@ async fn reference(t: &Topics<'_>, dir: &std::path::Path) -> BTreeMap<String, Va
     final_figures(&records, "reference")
 }
 
+/// Where every test here starts: its topics, the generated input on them, and the final
+/// figures of one uninterrupted reference run (its checkpoints under `dir`).
+async fn input_and_reference<'m>(
+    brokers: &str,
+    mock: Option<&'m Mock>,
+    dir: &std::path::Path,
+) -> (Topics<'m>, BTreeMap<String, Value>) {
+    let t = topics(brokers, mock).await;
+    produce_input(&t).await;
+    let want = reference(&t, dir).await;
+    (t, want)
+}
+
 /// The checkpoint files of a partition, newest first.
 fn checkpoint_files(dir: &std::path::Path, partition: i32) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = walk(dir)
@@ -408,10 +421,8 @@ impl Rng {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_then_restart_gives_the_uninterrupted_result() {
     let brokers = cluetrain_tests::brokers();
-    let t = topics(&brokers, None).await;
-    produce_input(&t).await;
     let dir = TestDir::new();
-    let want = reference(&t, dir.path()).await;
+    let (t, want) = input_and_reference(&brokers, None, dir.path()).await;
 
     let mut victim = with_windows(instance(&t, dir.path(), "victim")).await;
     victim.batch_rows = 200;
@@ -490,10 +501,8 @@ async fn kill_9_at_random_moments_then_restart_gives_the_uninterrupted_result() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_whose_every_checkpoint_is_corrupt_is_read_again_from_its_beginning() {
     let brokers = cluetrain_tests::brokers();
-    let t = topics(&brokers, None).await;
-    produce_input(&t).await;
     let dir = TestDir::new();
-    let want = reference(&t, dir.path()).await;
+    let (t, want) = input_and_reference(&brokers, None, dir.path()).await;
 
     // A complete run: its checkpoints (the last one at shutdown) and committed offsets cover
     // every partition to its end.
@@ -562,10 +571,8 @@ async fn the_survivor_takes_over_a_killed_instances_partitions() {
     // The mock coordinator expires sessions and re-assigns as Kafka does.
     let mock = Mock::new(1).unwrap();
     let brokers = mock.bootstrap_servers();
-    let t = topics(&brokers, Some(&mock)).await;
-    produce_input(&t).await;
     let dir = TestDir::new();
-    let want = reference(&t, dir.path()).await;
+    let (t, want) = input_and_reference(&brokers, Some(&mock), dir.path()).await;
 
     // Two instances of one group share the partitions and one checkpoint store.
     let mut a = with_windows(instance(&t, dir.path(), "pair")).await;
@@ -650,9 +657,7 @@ async fn a_broker_restart_with_durable_storage_changes_nothing() {
     let db = dir.path().join("tansu.db");
     let mut broker = cluetrain_tests::DurableBroker::start(&tansu, &db);
     let brokers = broker.address.clone();
-    let t = topics(&brokers, None).await;
-    produce_input(&t).await;
-    let want = reference(&t, dir.path()).await;
+    let (t, want) = input_and_reference(&brokers, None, dir.path()).await;
 
     let mut victim = with_windows(instance(&t, dir.path(), "restart")).await;
     // The session outlives the outage. Tansu 0.6.0 restores the group from its storage, but a
