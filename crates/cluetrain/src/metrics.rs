@@ -813,7 +813,7 @@ impl PipelineMetrics {
         );
         r.register(
             "cluetrain_windows_updates_after_final",
-            "Partial aggregates for windows that were already final (counted, not applied)",
+            "Partial aggregates for windows that were already final, one per (pane, window) pair (counted, not applied)",
             self.windows_updates_after_final.clone(),
         );
         r.register(
