@@ -453,16 +453,25 @@ fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
         let mut c = cargo();
         c.args(["test", "--workspace", "--doc"]).envs(env.clone());
         ok &= status(c, "cargo test --doc")?;
-        step("running every test (cargo nextest)");
+        // `--all-targets`: the Criterion benches of benches/ run too, in test mode (each bench
+        // once, debug profile), so a bench that panics or measures an empty input (its set-up
+        // asserts it has work) fails here, not in a measurement session.
+        step("running every test and every bench once (cargo nextest)");
         let mut c = cargo();
-        c.args(["nextest", "run", "--workspace", "--no-fail-fast"])
-            .args(extra)
-            .envs(env.clone());
+        c.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-targets",
+            "--no-fail-fast",
+        ])
+        .args(extra)
+        .envs(env.clone());
         ok &= status(c, "cargo nextest run")?;
     } else {
         step("running every test (cargo test; install cargo-nextest for parallel runs)");
         let mut c = cargo();
-        c.args(["test", "--workspace", "--no-fail-fast"])
+        c.args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
             .args(extra)
             .envs(env.clone());
         ok &= status(c, "cargo test")?;
