@@ -5,7 +5,12 @@
 //! corpus is the oracle's posts (`crates/enrich/tests/data/vader/oracle.jsonl`, kind "tweet")
 //! of tweet length, 30 to 280 characters: social posts with emoji, handles, links, odd case and
 //! punctuation, in a fixed order. A second group, `sentiment_stress`, scores every tweet-length
-//! oracle text, rule-dense and multi-script stress texts included.
+//! oracle text, rule-dense and multi-script stress texts included. A third,
+//! `sentiment_batch`, scores an Arrow micro-batch as the pipeline does, on one thread and on
+//! every core (`sentiment.threads`).
+
+// Setup on a fixed corpus: a panic is a broken bench, reported as such.
+#![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
 
@@ -157,6 +162,45 @@ fn sentiment(c: &mut Criterion) {
             black_box(sum)
         });
     });
+    group.finish();
+
+    // A micro-batch as the pipeline scores it (`append_sentiment_columns_parallel`, the
+    // `sentiment.threads` setting): 8192 texts of the corpus as an Arrow column, on 1 thread
+    // and on every available core. The rate of `threads_N` is per N cores, not per core.
+    let rows = 8192;
+    let column: Vec<&str> = texts
+        .iter()
+        .map(String::as_str)
+        .cycle()
+        .take(rows)
+        .collect();
+    let schema = arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        model::schema::col::TEXT,
+        arrow_schema::DataType::Utf8,
+        false,
+    )]);
+    let batch = arrow_array::RecordBatch::try_new(
+        std::sync::Arc::new(schema),
+        vec![std::sync::Arc::new(arrow_array::StringArray::from(column))],
+    )
+    .unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut group = c.benchmark_group("sentiment_batch");
+    group.throughput(Throughput::Elements(rows as u64));
+    group.sample_size(20);
+    let mut counts = vec![1];
+    if cores > 1 {
+        counts.push(cores);
+    }
+    for threads in counts {
+        group.bench_function(format!("arrow_8192_threads_{threads}"), |b| {
+            b.iter(|| {
+                black_box(
+                    enrich::sentiment::append_sentiment_columns_parallel(&batch, threads).unwrap(),
+                )
+            });
+        });
+    }
     group.finish();
 }
 

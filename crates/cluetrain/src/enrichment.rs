@@ -201,6 +201,8 @@ pub struct Enrichment {
     stats: EnrichStats,
     /// Replaces user ids by pseudonyms before anything reads the batch (`[privacy]`).
     pseudonymiser: Option<enrich::pseudonym::Pseudonymiser>,
+    /// Threads that score a batch's sentiment (`sentiment.threads`, resolved).
+    sentiment_threads: usize,
 }
 
 fn model_error(e: model::ModelError) -> EnrichError {
@@ -317,6 +319,7 @@ impl Enrichment {
                 key: p.key,
                 message: p.message,
             })?,
+            sentiment_threads: config.sentiment.threads_resolved(),
         })
     }
 
@@ -572,8 +575,11 @@ impl Enrichment {
     pub fn process(&mut self, events: &RecordBatch, now: Instant) -> Result<Enriched, EnrichError> {
         // First of all: with `[privacy]` on, nothing downstream ever sees a raw user id.
         let batch = match &self.pseudonymiser {
-            Some(p) => sentiment::append_sentiment_columns(&p.apply(events)?)?,
-            None => sentiment::append_sentiment_columns(events)?,
+            Some(p) => sentiment::append_sentiment_columns_parallel(
+                &p.apply(events)?,
+                self.sentiment_threads,
+            )?,
+            None => sentiment::append_sentiment_columns_parallel(events, self.sentiment_threads)?,
         };
         let mut linked = Vec::new();
         let mut late = Vec::new();

@@ -26,6 +26,7 @@ const SECTIONS: &[&str] = &[
     "kafka",
     "ingest",
     "log",
+    "sentiment",
     "linkage",
     "brands",
     "windows",

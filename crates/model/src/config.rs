@@ -25,6 +25,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Sentiment scoring (VADER): how many threads score a micro-batch.
+    pub sentiment: SentimentConfig,
     /// Conversation linkage: response horizon and state bounds.
     pub linkage: LinkageConfig,
     /// The brands cluetrain knows by name, with their accounts.
@@ -436,6 +438,28 @@ pub enum OrgAuthorRule {
     Configured,
     /// Configured accounts; for brands without any, every `is_org` author of the brand's events.
     ConfiguredElseIsOrg,
+}
+
+/// Sentiment scoring settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SentimentConfig {
+    /// Threads that score one micro-batch's texts, each a contiguous share of its rows
+    /// (scoped threads, joined before the batch goes on); 0 = one per available core. The
+    /// scores do not depend on it. VADER is the costliest step per event (README,
+    /// "Performance"), and the pipeline task is otherwise waiting while it runs.
+    pub threads: usize,
+}
+
+impl SentimentConfig {
+    /// The thread count to use: [`SentimentConfig::threads`], 0 resolved to the cores this
+    /// process may run on.
+    pub fn threads_resolved(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
+    }
 }
 
 /// Conversation linkage settings.
@@ -860,6 +884,15 @@ impl Config {
                     );
                 }
             }
+        }
+        if self.sentiment.threads > 256 {
+            bad(
+                "sentiment.threads",
+                format!(
+                    "is {}: at most 256 (0, the default, uses one per available core)",
+                    self.sentiment.threads
+                ),
+            );
         }
         let i = &self.ingest;
         if !(1..=1_000_000).contains(&i.batch_rows_max) {

@@ -35,7 +35,10 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io;
 
-pub use arrow::{append_sentiment_columns, sentiment_fields};
+pub use arrow::{
+    PARALLEL_ROWS_MIN, append_sentiment_columns, append_sentiment_columns_parallel,
+    sentiment_fields,
+};
 pub use lines::{FLUSH_EVERY_LINES, LineReport, score_lines};
 pub use scorer::Scorer;
 
