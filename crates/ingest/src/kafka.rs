@@ -57,6 +57,11 @@ pub fn client_config(kafka: &KafkaConfig, role: Role) -> ClientConfig {
                 "max.partition.fetch.bytes",
                 kafka.partition_fetch_bytes_max.to_string(),
             );
+            // Whole KiB, rounded up (validation keeps it within librdkafka's range).
+            c.set(
+                "queued.max.messages.kbytes",
+                kafka.prefetch_bytes_max.div_ceil(1024).to_string(),
+            );
             // Consumer lag per partition comes from librdkafka's statistics.
             if !kafka.properties.contains_key("statistics.interval.ms")
                 && !kafka

@@ -108,6 +108,10 @@ pub struct IngestMetrics {
     /// Messages between the consumer position and the end of each assigned input partition
     /// (librdkafka statistics, every `statistics.interval.ms`).
     pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// Bytes of input prefetched by the consumer and not yet handed to the source, summed
+    /// over partitions (librdkafka statistics `fetchq_size`; bounded by
+    /// `kafka.prefetch_bytes_max`).
+    pub prefetch_bytes: Gauge,
 }
 
 impl IngestMetrics {
@@ -174,6 +178,11 @@ impl IngestMetrics {
             "cluetrain_kafka_consumer_lag_messages",
             "Messages between the consumer position and the end of each input partition",
             self.consumer_lag.clone(),
+        );
+        registry.register(
+            "cluetrain_kafka_prefetch_bytes",
+            "Input bytes prefetched by the consumer, not yet read (bounded by kafka.prefetch_bytes_max)",
+            self.prefetch_bytes.clone(),
         );
         registry.register(
             "cluetrain_kafka_offsets_store_failures",

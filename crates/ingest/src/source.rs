@@ -294,8 +294,10 @@ impl SourceContext {
 
 impl ClientContext for SourceContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut prefetched: u64 = 0;
         for topic in statistics.topics.values() {
             for (p, part) in &topic.partitions {
+                prefetched = prefetched.saturating_add(part.fetchq_size);
                 // -1 is librdkafka's internal "unassigned" partition; -1 lag = unknown yet.
                 if *p < 0 || part.consumer_lag < 0 {
                     continue;
@@ -308,6 +310,9 @@ impl ClientContext for SourceContext {
                     .set(part.consumer_lag);
             }
         }
+        self.metrics
+            .prefetch_bytes
+            .set(i64::try_from(prefetched).unwrap_or(i64::MAX));
     }
 }
 

@@ -220,6 +220,13 @@ pub struct KafkaConfig {
     pub fetch_wait_max: Duration,
     /// librdkafka `max.partition.fetch.bytes`: per-partition fetch size.
     pub partition_fetch_bytes_max: u32,
+    /// librdkafka `queued.max.messages.kbytes`, in bytes: the most input the consumer holds
+    /// prefetched ahead of the pipeline (one queue for every assigned partition; a fetch may
+    /// overshoot it by one `partition_fetch_bytes_max`). librdkafka's own default, 64 MiB,
+    /// was a fifth of cluetrain's memory when it reads faster than it processes (a backlog);
+    /// 16 MiB is still seconds of input at the rates this machine reaches.
+    /// `cluetrain_kafka_prefetch_bytes` shows how full it is.
+    pub prefetch_bytes_max: u64,
     /// How often stored offsets (of fully processed batches) are committed to the group.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
@@ -246,6 +253,7 @@ impl Default for KafkaConfig {
             fetch_min_bytes: 1_000_000,
             fetch_wait_max: Duration::from_millis(10),
             partition_fetch_bytes_max: 1_048_576,
+            prefetch_bytes_max: 16 * 1024 * 1024,
             commit_interval: Duration::from_secs(5),
             properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
@@ -290,6 +298,7 @@ impl fmt::Debug for KafkaConfig {
             fetch_min_bytes,
             fetch_wait_max,
             partition_fetch_bytes_max,
+            prefetch_bytes_max,
             commit_interval,
             properties,
             consumer_properties,
@@ -304,6 +313,7 @@ impl fmt::Debug for KafkaConfig {
             .field("fetch_min_bytes", fetch_min_bytes)
             .field("fetch_wait_max", fetch_wait_max)
             .field("partition_fetch_bytes_max", partition_fetch_bytes_max)
+            .field("prefetch_bytes_max", prefetch_bytes_max)
             .field("commit_interval", commit_interval)
             .field("properties", &redact_properties(properties))
             .field(
@@ -774,6 +784,7 @@ const RESERVED_PROPERTIES: &[(&str, &str)] = &[
         "max.partition.fetch.bytes",
         "use kafka.partition_fetch_bytes_max",
     ),
+    ("queued.max.messages.kbytes", "use kafka.prefetch_bytes_max"),
     (
         "enable.partition.eof",
         "cluetrain needs partition EOF events for bounded runs",
@@ -863,6 +874,16 @@ impl Config {
             bad(
                 "kafka.fetch_wait_max",
                 "must be between 1ms and 60s (try \"10ms\")".into(),
+            );
+        }
+        // librdkafka's range for queued.max.messages.kbytes: 1 to 2,097,151 KiB.
+        if !(1024..=2_097_151 * 1024).contains(&k.prefetch_bytes_max) {
+            bad(
+                "kafka.prefetch_bytes_max",
+                format!(
+                    "is {}: must be between 1024 and 2147482624 bytes (default 16777216, 16 MiB)",
+                    k.prefetch_bytes_max
+                ),
             );
         }
         if k.commit_interval.is_zero() {
