@@ -38,6 +38,12 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// The engine's hash maps on the ingest path: foldhash (randomly seeded per process, as std's
+/// SipHash is) instead of SipHash, which was ~5 % of a bounded run's CPU in `perf` (one
+/// lookup per pane row and window). Iteration order never reaches output: snapshots are
+/// sorted, and the only order-dependent reader (`thread_depth`) sums integers.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use arrow_array::{Array, RecordBatch, StringArray};
@@ -166,7 +172,7 @@ struct Acc {
     stakeholders: StakeholderMix,
     departments: BTreeMap<String, DeptAcc>,
     /// Conversation root hash → most turns seen in the window.
-    roots: HashMap<u64, u32>,
+    roots: FastMap<u64, u32>,
 }
 
 impl Acc {
@@ -214,6 +220,51 @@ impl EngineSlice {
     }
 }
 
+/// An [`EngineSlice`] borrowed from the engine ([`WindowEngine::snapshot_ref`]): what a
+/// checkpoint writes, without copying the window state first (the copy was as big as the
+/// state itself, at the moment memory peaks). It serialises exactly as an `EngineSlice`:
+/// the same fields in the same order, references serialising as what they point to.
+#[derive(Debug, Serialize)]
+pub struct EngineSliceRef<'a> {
+    windows: Vec<(&'a StateKey, &'a WindowState)>,
+    last_net: Vec<(&'a NetKey, NetValue)>,
+    brand_inbound: Vec<(&'a (usize, i64, String), u64)>,
+    final_floor: Option<i64>,
+    floors: Vec<(String, i64)>,
+    watermark: Option<i64>,
+}
+
+impl EngineSliceRef<'_> {
+    /// Windows in this slice.
+    pub fn windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// An owned copy (what reading the checkpoint back gives).
+    pub fn to_owned_slice(&self) -> EngineSlice {
+        EngineSlice {
+            windows: self
+                .windows
+                .iter()
+                .map(|(k, v)| ((*k).clone(), (*v).clone()))
+                .collect(),
+            last_net: self
+                .last_net
+                .iter()
+                .map(|(k, v)| ((*k).clone(), *v))
+                .collect(),
+            brand_inbound: self
+                .brand_inbound
+                .iter()
+                .map(|(k, v)| ((*k).clone(), *v))
+                .collect(),
+            final_floor: self.final_floor,
+            floors: self.floors.clone(),
+            watermark: self.watermark,
+        }
+    }
+}
+
 /// Event-time window aggregation over DataFusion.
 pub struct WindowEngine {
     cfg: EngineConfig,
@@ -222,7 +273,7 @@ pub struct WindowEngine {
     pane_micros: i64,
     main_sql: String,
     depth_sql: String,
-    windows: HashMap<StateKey, WindowState>,
+    windows: FastMap<StateKey, WindowState>,
     /// Not yet closed, by end time.
     pending_close: BTreeSet<(i64, StateKey)>,
     /// Every window, by the time it becomes final (end + H).
@@ -230,9 +281,9 @@ pub struct WindowEngine {
     /// Windows whose figures changed since their last emission.
     changed: BTreeSet<StateKey>,
     /// Per (spec, group): the last finalised window's start and net sentiment.
-    last_net: HashMap<(usize, Group), (i64, Option<f64>)>,
+    last_net: FastMap<(usize, Group), (i64, Option<f64>)>,
     /// Inbound per (spec, window start, brand), for share of voice.
-    brand_inbound: HashMap<(usize, i64, String), u64>,
+    brand_inbound: FastMap<(usize, i64, String), u64>,
     /// Records finalised early by the state bound, handed out at the next advance.
     forced: Vec<WindowRecord>,
     watermark: Option<i64>,
@@ -265,12 +316,12 @@ impl WindowEngine {
             pane_micros,
             main_sql,
             depth_sql,
-            windows: HashMap::new(),
+            windows: FastMap::default(),
             pending_close: BTreeSet::new(),
             pending_final: BTreeSet::new(),
             changed: BTreeSet::new(),
-            last_net: HashMap::new(),
-            brand_inbound: HashMap::new(),
+            last_net: FastMap::default(),
+            brand_inbound: FastMap::default(),
             forced: Vec::new(),
             watermark: None,
             final_floor: None,
@@ -290,8 +341,13 @@ impl WindowEngine {
     }
 
     /// The state of the windows of `brands`, for a checkpoint (the engine keeps it: a snapshot
-    /// does not change what happens next).
+    /// does not change what happens next). An owned copy of [`WindowEngine::snapshot_ref`].
     pub fn snapshot(&self, brands: &[&str]) -> EngineSlice {
+        self.snapshot_ref(brands).to_owned_slice()
+    }
+
+    /// [`WindowEngine::snapshot`] borrowed: what checkpoints encode.
+    pub fn snapshot_ref(&self, brands: &[&str]) -> EngineSliceRef<'_> {
         let set: std::collections::HashSet<&str> = brands.iter().copied().collect();
         let owns = |b: &str| set.contains(b);
         let floors = brands
@@ -304,28 +360,27 @@ impl WindowEngine {
                 Some(((*b).to_string(), f))
             })
             .collect();
-        let mut windows: Vec<(StateKey, WindowState)> = self
+        let mut windows: Vec<(&StateKey, &WindowState)> = self
             .windows
             .iter()
             .filter(|(k, _)| owns(&k.group.brand))
-            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        windows.sort_by(|a, b| a.0.cmp(&b.0));
+        windows.sort_by(|a, b| a.0.cmp(b.0));
         let mut last_net: Vec<_> = self
             .last_net
             .iter()
             .filter(|((_, g), _)| owns(&g.brand))
-            .map(|(k, v)| (k.clone(), *v))
+            .map(|(k, v)| (k, *v))
             .collect();
-        last_net.sort_by(|a, b| a.0.cmp(&b.0));
+        last_net.sort_by(|a, b| a.0.cmp(b.0));
         let mut brand_inbound: Vec<_> = self
             .brand_inbound
             .iter()
             .filter(|((_, _, b), _)| owns(b))
-            .map(|(k, v)| (k.clone(), *v))
+            .map(|(k, v)| (k, *v))
             .collect();
-        brand_inbound.sort_by(|a, b| a.0.cmp(&b.0));
-        EngineSlice {
+        brand_inbound.sort_by(|a, b| a.0.cmp(b.0));
+        EngineSliceRef {
             windows,
             last_net,
             brand_inbound,
@@ -886,6 +941,15 @@ impl WindowEngine {
         // (Or it closed before: after a rebalance the watermark restarts from the partitions
         // restored and can be lower for a while.)
         let closed = st.closed || key.start.saturating_add(spec.size_micros()) <= wm;
+        // Response times are kept sorted in place between emissions: a window is emitted
+        // again (a new revision) every batch that changes it, and re-sorting a mostly sorted
+        // vector is linear, where `summarize` sorting a fresh copy each time was the run's
+        // single costliest function in `perf` (the quantiles need the sorted order).
+        st.acc.frt.sort_by(f64::total_cmp);
+        st.acc.frt_business.sort_by(f64::total_cmp);
+        for d in st.acc.departments.values_mut() {
+            d.frt.sort_by(f64::total_cmp);
+        }
         let a = &st.acc;
         let mut backlog = Backlog::default();
         for (t, n) in &a.unanswered {

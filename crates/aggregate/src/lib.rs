@@ -16,7 +16,7 @@ pub mod window;
 
 pub use business_hours::{BusinessCalendar, ScheduleError};
 pub use distribution::{BacklogBucket, Summary, quantile_linear, summarize};
-pub use engine::{EngineConfig, EngineSlice, EngineStats, GroupBy, WindowEngine};
+pub use engine::{EngineConfig, EngineSlice, EngineSliceRef, EngineStats, GroupBy, WindowEngine};
 pub use error::AggregateError;
 pub use watermark::{PartitionWatermark, WatermarkConfig, Watermarks};
 pub use window::{WindowError, WindowSpec};

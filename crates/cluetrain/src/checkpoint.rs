@@ -34,7 +34,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use aggregate::EngineSlice;
+use aggregate::{EngineSlice, EngineSliceRef};
 
 use crate::enrichment::{EnrichSlice, EnrichSliceRef};
 use crate::job::Job;
@@ -88,7 +88,7 @@ pub struct SnapshotRef<'a> {
     next_offset: i64,
     written_at_ms: i64,
     enrich: EnrichSliceRef<'a>,
-    engine: EngineSlice,
+    engine: EngineSliceRef<'a>,
 }
 
 /// A partition's checkpoint, as read back.
@@ -123,7 +123,7 @@ pub fn snapshot<'a>(
     now: std::time::Instant,
 ) -> SnapshotRef<'a> {
     let enrich = job.enrichment.snapshot(partition, now);
-    let engine = job.engine.snapshot(enrich.brands());
+    let engine = job.engine.snapshot_ref(enrich.brands());
     SnapshotRef {
         topic,
         partition,
@@ -142,14 +142,19 @@ pub fn restore(job: &mut Job, s: Snapshot, now: std::time::Instant) {
 
 /// The file form of a checkpoint: header, checksum, CBOR body.
 pub fn encode(s: &SnapshotRef<'_>) -> anyhow::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    ciborium::into_writer(s, &mut body).context("internal: encoding a checkpoint")?;
-    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&Sha256::digest(&body));
-    out.extend_from_slice(&body);
+    // One buffer: the body is encoded after room for the header, which is filled in once
+    // the body's length and digest are known (a body and a copy of it were two buffers the
+    // size of the state).
+    let mut out = vec![0u8; HEADER_BYTES];
+    ciborium::into_writer(s, &mut out).context("internal: encoding a checkpoint")?;
+    let body_len = (out.len() - HEADER_BYTES) as u64;
+    let digest = Sha256::digest(&out[HEADER_BYTES..]);
+    let mut header = Vec::with_capacity(HEADER_BYTES);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&body_len.to_le_bytes());
+    header.extend_from_slice(&digest);
+    out[..HEADER_BYTES].copy_from_slice(&header);
     Ok(out)
 }
 
