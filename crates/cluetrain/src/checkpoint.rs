@@ -123,7 +123,7 @@ pub fn snapshot<'a>(
     now: std::time::Instant,
 ) -> SnapshotRef<'a> {
     let enrich = job.enrichment.snapshot(partition, now);
-    let engine = job.engine.snapshot_ref(enrich.brands());
+    let engine = job.engine.snapshot(enrich.brands());
     SnapshotRef {
         topic,
         partition,
