@@ -1,12 +1,14 @@
 //! The window engine: DataFusion aggregates each micro-batch of facts once, the engine merges
-//! the partial aggregates into window state and emits window records as the watermark moves.
+//! the partial aggregates into pane state and emits window records as the watermark moves.
 //!
 //! ```text
 //!  fact batch ──► DataFusion SQL (GROUP BY pane and keys)
 //!                    │ partial aggregates, one row per (pane, brand, platform,
 //!                    ▼ stakeholder, department)
-//!               merge each pane into every window that covers it (WindowState)
-//!                    ──► advance(watermark) ──► WindowRecord revisions
+//!               merge each row into one pane per spec (Acc), mark the windows
+//!               covering the pane as changed (WindowState: revision, closed)
+//!                    ──► advance(watermark) ──► combine each emitted window's
+//!                        panes ──► WindowRecord revisions
 //! ```
 //!
 //! Incremental: history is never re-scanned. A batch's facts are aggregated at the finest grain
@@ -14,13 +16,17 @@
 //! record keys, keeping the department breakdown inside each record.
 //!
 //! Panes ("No pane, no gain", Li et al., SIGMOD Record 2005; what Flink and Arroyo do for
-//! sliding windows): DataFusion groups facts by *pane*, a slice of time as long as the greatest
-//! common divisor of every spec's slide, not by window. Every window of every spec is a whole
-//! number of panes, so each pane's partial aggregate is merged into the `size / slide` windows
-//! of each spec that cover it. The query therefore reads each fact once, where assigning windows
-//! in SQL (a cross join with the hops) multiplied the rows it aggregated by the windows per
-//! event, 13 with the default specs (60 s tumbling, 1 h sliding by 5 min). The records are the
-//! same: a pane lies inside a window or outside it, never across its edge.
+//! sliding windows): DataFusion groups facts by a slice of time as long as the greatest common
+//! divisor of every spec's slide, not by window, so the query reads each fact once. The engine
+//! then keeps the partial aggregates of each spec per *spec pane*, a slice as long as that
+//! spec's slide: every window of the spec is `size / slide` whole panes, and a pane lies inside
+//! a window or outside it, never across its edge. Each row is merged into one pane per spec
+//! (2 with the default specs: 60 s tumbling, 1 h sliding by 5 min), where keeping state per
+//! window merged it into every window covering it (13), stored every value 13 times and made
+//! ingest cost grow with the overlap. A window's figures are combined from its panes when it is
+//! emitted; sums add, response times are merged from sorted runs, thread depth takes the most
+//! turns per conversation over the panes. The records are the same as with state per window
+//! (the golden window cases pin them).
 //!
 //! Emission (the metrics reference, "Windows and time"):
 //! * a window is emitted when the watermark passes its end (`closed`, revision 1 unless early
@@ -28,7 +34,7 @@
 //! * emitted again, revision + 1, whenever its figures change (answers to its inbound messages,
 //!   events within the allowed lateness);
 //! * emitted a last time with `final = true` when the watermark passes end + horizon, then
-//!   dropped from memory.
+//!   dropped from memory; its first pane goes with it (the last window that reads that pane).
 //!
 //! Determinism: sums of VADER scores are kept in fixed point (compound is rounded to 4
 //! decimals by VADER), and quantiles and means are computed over sorted values, so a final
@@ -171,20 +177,17 @@ struct Acc {
     effects: u64,
     stakeholders: StakeholderMix,
     departments: BTreeMap<String, DeptAcc>,
-    /// Conversation root hash → most turns seen in the window.
+    /// Conversation root hash → most turns seen in the pane.
     roots: FastMap<u64, u32>,
+    /// The engine batch that last touched this pane (not checkpointed): the windows covering
+    /// a pane are marked changed once per batch, not once per row.
+    #[serde(skip)]
+    batch: u64,
 }
 
-impl Acc {
-    fn net_sentiment(&self) -> Option<f64> {
-        let pn = self.positive + self.negative;
-        (pn > 0).then(|| ratio_signed(self.positive, self.negative, pn))
-    }
-}
-
+/// A window's emission state; its figures are in its panes (`WindowEngine::panes`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct WindowState {
-    acc: Acc,
     revision: u32,
     closed: bool,
     changed: bool,
@@ -196,13 +199,14 @@ type NetValue = (i64, Option<f64>);
 
 /// The window state of some brands, as a checkpoint keeps it ([`WindowEngine::snapshot`]).
 ///
-/// Everything needed to go on as if nothing happened: each window's partial aggregates, its
-/// revision and whether it closed, and the side state later windows read (the previous
+/// Everything needed to go on as if nothing happened: each pane's partial aggregates, each
+/// window's revision and whether it closed, and the side state later windows read (the previous
 /// window's net sentiment, inbound per brand for share of voice). The indexes by end time are
 /// derived and rebuilt on restore.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EngineSlice {
     windows: Vec<(StateKey, WindowState)>,
+    panes: Vec<(StateKey, Acc)>,
     last_net: Vec<(NetKey, NetValue)>,
     brand_inbound: Vec<((usize, i64, String), u64)>,
     final_floor: Option<i64>,
@@ -227,6 +231,7 @@ impl EngineSlice {
 #[derive(Debug, Serialize)]
 pub struct EngineSliceRef<'a> {
     windows: Vec<(&'a StateKey, &'a WindowState)>,
+    panes: Vec<(&'a StateKey, &'a Acc)>,
     last_net: Vec<(&'a NetKey, NetValue)>,
     brand_inbound: Vec<(&'a (usize, i64, String), u64)>,
     final_floor: Option<i64>,
@@ -249,7 +254,12 @@ pub struct WindowEngine {
     pane_micros: i64,
     main_sql: String,
     depth_sql: String,
+    /// Emission state per window (spec, window start, group).
     windows: FastMap<StateKey, WindowState>,
+    /// Partial aggregates per spec pane (spec, pane start, group): a slide-long slice of the
+    /// spec's windows. A pane exists while the last window covering it (the one starting with
+    /// it) is not final.
+    panes: FastMap<StateKey, Acc>,
     /// Not yet closed, by end time.
     pending_close: BTreeSet<(i64, StateKey)>,
     /// Every window, by the time it becomes final (end + H).
@@ -293,6 +303,7 @@ impl WindowEngine {
             main_sql,
             depth_sql,
             windows: FastMap::default(),
+            panes: FastMap::default(),
             pending_close: BTreeSet::new(),
             pending_final: BTreeSet::new(),
             changed: BTreeSet::new(),
@@ -337,6 +348,12 @@ impl WindowEngine {
             .filter(|(k, _)| owns(&k.group.brand))
             .collect();
         windows.sort_by(|a, b| a.0.cmp(b.0));
+        let mut panes: Vec<(&StateKey, &Acc)> = self
+            .panes
+            .iter()
+            .filter(|(k, _)| owns(&k.group.brand))
+            .collect();
+        panes.sort_by(|a, b| a.0.cmp(b.0));
         let mut last_net: Vec<_> = self
             .last_net
             .iter()
@@ -353,6 +370,7 @@ impl WindowEngine {
         brand_inbound.sort_by(|a, b| a.0.cmp(b.0));
         EngineSliceRef {
             windows,
+            panes,
             last_net,
             brand_inbound,
             final_floor: self.final_floor,
@@ -382,6 +400,7 @@ impl WindowEngine {
             }
             self.windows.insert(key, st);
         }
+        self.panes.extend(slice.panes);
         self.last_net.extend(slice.last_net);
         self.brand_inbound.extend(slice.brand_inbound);
         self.final_floor = match (self.final_floor, slice.final_floor) {
@@ -403,6 +422,7 @@ impl WindowEngine {
     /// rebalance assigned). Counters are kept.
     pub fn reset(&mut self) {
         self.windows.clear();
+        self.panes.clear();
         self.pending_close.clear();
         self.pending_final.clear();
         self.changed.clear();
@@ -439,11 +459,15 @@ impl WindowEngine {
         let main = self.ctx.sql(&self.main_sql).await?.collect().await?;
         let depth = self.ctx.sql(&self.depth_sql).await?.collect().await?;
         self.ctx.deregister_table(FACTS)?;
+        let mut touched = Vec::new();
         for b in &main {
-            self.merge_main(b)?;
+            self.merge_main(b, &mut touched)?;
         }
         for b in &depth {
-            self.merge_depth(b)?;
+            self.merge_depth(b, &mut touched)?;
+        }
+        for pane in &touched {
+            self.mark_windows(pane);
         }
         self.enforce_bound();
         Ok(())
@@ -463,56 +487,105 @@ impl WindowEngine {
         }
     }
 
-    /// The state of window (spec, start, group), created if new; `None` if it is already final.
-    ///
-    /// The hot path of ingest (once per pane row and window covering it): one hash lookup of
-    /// the key, and `changed` (a sorted set of keys) is only touched when the window was not
-    /// marked changed yet (`WindowState::changed` mirrors membership in it).
-    fn state(&mut self, spec: usize, start: i64, group: &Group) -> Option<&mut WindowState> {
-        let size = self.cfg.specs.get(spec)?.size_micros();
-        let end = start.saturating_add(size);
-        let final_at = end.saturating_add(self.cfg.horizon_micros);
-        let floor = [
+    /// The floor below which windows of `brand` are final: a window whose end + horizon is at
+    /// or before it takes no more facts.
+    fn floor(&self, brand: &str) -> Option<i64> {
+        [
             self.watermark,
             self.final_floor,
-            self.brand_floors.get(&group.brand).copied(),
+            self.brand_floors.get(brand).copied(),
         ]
         .into_iter()
         .flatten()
-        .max();
-        if floor.is_some_and(|w| final_at <= w) {
-            self.stats.updates_after_final += 1;
-            return None;
-        }
-        let key = StateKey {
-            spec,
-            start,
-            group: group.clone(),
-        };
-        match self.windows.entry(key) {
+        .max()
+    }
+
+    /// The pane of spec `spec_i` that the SQL pane starting at `pane` lies in, as its start,
+    /// and how many of the windows covering it are final already (given `floor`).
+    fn spec_pane(&self, spec: &WindowSpec, pane: i64, floor: Option<i64>) -> (i64, u64, u64) {
+        let slide = spec.slide_micros();
+        let p = pane.div_euclid(slide) * slide;
+        let lifetime = spec
+            .size_micros()
+            .saturating_add(self.cfg.horizon_micros);
+        let covering = u64::try_from(spec.size_micros() / slide).unwrap_or(0);
+        let finals = floor.map_or(0, |f| {
+            spec.window_starts(p)
+                .filter(|s| s.saturating_add(lifetime) <= f)
+                .count() as u64
+        });
+        (p, covering, finals)
+    }
+
+    /// The pane `key`, created if new; `touched` gets its key on its first change in this
+    /// batch, so the windows covering it are marked changed once per batch.
+    fn pane(&mut self, key: StateKey, touched: &mut Vec<StateKey>) -> &mut Acc {
+        let batch = self.stats.batches;
+        let a = match self.panes.entry(key) {
             Entry::Occupied(e) => {
-                if !e.get().changed {
-                    self.changed.insert(e.key().clone());
+                if e.get().batch != batch {
+                    touched.push(e.key().clone());
                 }
-                let st = e.into_mut();
-                st.changed = true;
-                Some(st)
+                e.into_mut()
             }
             Entry::Vacant(v) => {
-                self.pending_close.insert((end, v.key().clone()));
-                self.pending_final.insert((final_at, v.key().clone()));
-                self.changed.insert(v.key().clone());
-                Some(v.insert(WindowState {
-                    acc: Acc::default(),
-                    revision: 0,
-                    closed: false,
-                    changed: true,
-                }))
+                touched.push(v.key().clone());
+                v.insert(Acc::default())
+            }
+        };
+        a.batch = batch;
+        a
+    }
+
+    /// Marks every window covering the pane `pane` that is not final as changed, creating the
+    /// windows not seen yet.
+    ///
+    /// The hot path of ingest (once per pane touched in a batch and window covering it): one
+    /// hash lookup of the key, and `changed` (a sorted set of keys) is only touched when the
+    /// window was not marked changed yet (`WindowState::changed` mirrors membership in it).
+    fn mark_windows(&mut self, pane: &StateKey) {
+        let Some(spec) = self.cfg.specs.get(pane.spec).copied() else {
+            return;
+        };
+        let size = spec.size_micros();
+        let floor = self.floor(&pane.group.brand);
+        let mut key = pane.clone();
+        for start in spec.window_starts(pane.start) {
+            let end = start.saturating_add(size);
+            let final_at = end.saturating_add(self.cfg.horizon_micros);
+            if floor.is_some_and(|w| final_at <= w) {
+                continue;
+            }
+            key.start = start;
+            match self.windows.get_mut(&key) {
+                Some(st) => {
+                    if !st.changed {
+                        st.changed = true;
+                        self.changed.insert(key.clone());
+                    }
+                }
+                None => {
+                    self.pending_close.insert((end, key.clone()));
+                    self.pending_final.insert((final_at, key.clone()));
+                    self.changed.insert(key.clone());
+                    self.windows.insert(
+                        key.clone(),
+                        WindowState {
+                            revision: 0,
+                            closed: false,
+                            changed: true,
+                        },
+                    );
+                }
             }
         }
     }
 
-    fn merge_main(&mut self, b: &RecordBatch) -> Result<(), AggregateError> {
+    fn merge_main(
+        &mut self,
+        b: &RecordBatch,
+        touched: &mut Vec<StateKey>,
+    ) -> Result<(), AggregateError> {
         let KeyCols {
             pane,
             brand,
@@ -553,7 +626,8 @@ impl WindowEngine {
         for i in 0..b.num_rows() {
             let d = dept.is_valid(i).then(|| dept.value(i));
             let group = self.group(brand.value(i), platform.value(i), stakeholder.value(i), d);
-            // The pane's figures, read once and added to every window that covers it.
+            let floor = self.floor(&group.brand);
+            // The row's figures, read once and added to one pane per spec.
             let inbound_i = get(&inbound, i);
             let responses_i = get(&responses, i);
             let broadcasts_i = get(&broadcasts, i);
@@ -569,18 +643,25 @@ impl WindowEngine {
             let frt_b_i = list_values::<Float64Type>(&frt_b, i);
             let inbound_t = list_values::<Int64Type>(&inbound_times, i);
             let answered_t = list_values::<Int64Type>(&answered_times, i);
-            for (spec_i, start_i) in windows_of(&specs, pane.value(i)) {
+            for (spec_i, spec) in specs.iter().enumerate() {
+                let (p, covering, finals) = self.spec_pane(spec, pane.value(i), floor);
                 if inbound_i > 0 {
                     *self
                         .brand_inbound
-                        .entry((spec_i, start_i, brand.value(i).to_string()))
+                        .entry((spec_i, p, brand.value(i).to_string()))
                         .or_default() += inbound_i;
                 }
-                let mut dropped = 0;
-                let Some(st) = self.state(spec_i, start_i, &group) else {
+                self.stats.updates_after_final += finals;
+                if finals >= covering {
                     continue;
+                }
+                let mut dropped = 0;
+                let key = StateKey {
+                    spec: spec_i,
+                    start: p,
+                    group: group.clone(),
                 };
-                let a = &mut st.acc;
+                let a = self.pane(key, touched);
                 a.inbound += inbound_i;
                 a.responses += responses_i;
                 a.broadcasts += broadcasts_i;
@@ -607,6 +688,7 @@ impl WindowEngine {
                         dropped += 1;
                     }
                 }
+                // An answer's time is its inbound message's (`model::facts`): the same pane.
                 for t in &answered_t {
                     if let Some(c) = a.unanswered.get_mut(t) {
                         *c -= 1;
@@ -617,7 +699,10 @@ impl WindowEngine {
                     }
                 }
                 if let Some(d) = d {
-                    let da = a.departments.entry(d.to_string()).or_default();
+                    let da = match a.departments.get_mut(d) {
+                        Some(da) => da,
+                        None => a.departments.entry(d.to_string()).or_default(),
+                    };
                     da.inbound += inbound_i;
                     da.negative += neg_i;
                     da.answered += answered_i;
@@ -631,7 +716,11 @@ impl WindowEngine {
         Ok(())
     }
 
-    fn merge_depth(&mut self, b: &RecordBatch) -> Result<(), AggregateError> {
+    fn merge_depth(
+        &mut self,
+        b: &RecordBatch,
+        touched: &mut Vec<StateKey>,
+    ) -> Result<(), AggregateError> {
         let KeyCols {
             pane,
             brand,
@@ -653,25 +742,36 @@ impl WindowEngine {
             }
             let d = dept.is_valid(i).then(|| dept.value(i));
             let group = self.group(brand.value(i), platform.value(i), stakeholder.value(i), d);
+            let floor = self.floor(&group.brand);
             let turns_i = u32::try_from(turns.value(i)).unwrap_or(0);
-            for (spec_i, start_i) in windows_of(&specs, pane.value(i)) {
-                let mut dropped = 0;
-                let Some(st) = self.state(spec_i, start_i, &group) else {
+            for (spec_i, spec) in specs.iter().enumerate() {
+                // Finals were counted for this row's pane by the main query's row.
+                let (p, covering, finals) = self.spec_pane(spec, pane.value(i), floor);
+                if finals >= covering {
                     continue;
+                }
+                let key = StateKey {
+                    spec: spec_i,
+                    start: p,
+                    group: group.clone(),
                 };
-                let roots = &mut st.acc.roots;
+                let roots = &mut self.pane(key, touched).roots;
                 let full = roots.len() >= max;
-                match roots.entry(root.value(i)) {
-                    std::collections::hash_map::Entry::Occupied(mut t) => {
+                let kept = match roots.entry(root.value(i)) {
+                    Entry::Occupied(mut t) => {
                         let v = t.get_mut();
                         *v = (*v).max(turns_i);
+                        true
                     }
-                    std::collections::hash_map::Entry::Vacant(v) if !full => {
+                    Entry::Vacant(v) if !full => {
                         v.insert(turns_i);
+                        true
                     }
-                    std::collections::hash_map::Entry::Vacant(_) => dropped += 1,
+                    Entry::Vacant(_) => false,
+                };
+                if !kept {
+                    self.stats.conversations_dropped += 1;
                 }
-                self.stats.conversations_dropped += dropped;
             }
         }
         Ok(())
@@ -747,7 +847,7 @@ impl WindowEngine {
         out
     }
 
-    /// The unanswered backlog now, per brand, over the windows of spec `spec` held in memory
+    /// The unanswered backlog now, per brand, over the panes of spec `spec` held in memory
     /// (use a tumbling spec: hopping windows overlap and would count a message several times):
     /// counts by age at the engine's watermark (under 1 h, 1–4 h, 4–24 h, 24 h and over),
     /// leaving out messages already past the horizon.
@@ -757,12 +857,12 @@ impl WindowEngine {
             return out;
         };
         let h = self.cfg.horizon_micros;
-        for (k, st) in &self.windows {
+        for (k, a) in &self.panes {
             if k.spec != spec {
                 continue;
             }
             let e = out.entry(k.group.brand.clone()).or_default();
-            for (t, n) in &st.acc.unanswered {
+            for (t, n) in &a.unanswered {
                 let slot = match BacklogBucket::of(wm.saturating_sub(*t).max(0), h) {
                     BacklogBucket::Under1h => 0,
                     BacklogBucket::From1hTo4h => 1,
@@ -852,21 +952,26 @@ impl WindowEngine {
         self.pending_final
             .remove(&(end.saturating_add(self.cfg.horizon_micros), key.clone()));
         self.changed.remove(key);
-        if let Some(st) = self.windows.remove(key) {
+        let net = self.window_net(key);
+        if self.windows.remove(key).is_some() {
             let slot = self
                 .last_net
                 .entry((key.spec, key.group.clone()))
                 .or_insert((i64::MIN, None));
             if key.start > slot.0 {
-                *slot = (key.start, st.acc.net_sentiment());
+                *slot = (key.start, net);
             }
         }
+        // The window starting with a pane is the last one covering it: the pane goes too.
+        self.panes.remove(key);
         r
     }
 
     fn prune_side_state(&mut self, wm: i64) {
         let h = self.cfg.horizon_micros;
         let specs = &self.cfg.specs;
+        // A pane's side state lives as long as the last window covering it, the one starting
+        // with it.
         let alive = |spec: usize, start: i64| {
             let size = specs.get(spec).map_or(0, WindowSpec::size_micros);
             start.saturating_add(size).saturating_add(h) > wm
@@ -878,6 +983,39 @@ impl WindowEngine {
             let slide = specs.get(*spec).map_or(0, WindowSpec::slide_micros);
             alive(*spec, start.saturating_add(slide))
         });
+    }
+
+    /// The starts of the panes of window `key` (spec, window start): `size / slide` of them.
+    fn pane_starts(&self, key: &StateKey) -> impl Iterator<Item = i64> + use<> {
+        let (size, slide) = self
+            .cfg
+            .specs
+            .get(key.spec)
+            .map_or((0, 1), |s| (s.size_micros(), s.slide_micros()));
+        let start = key.start;
+        (0..size / slide).map(move |k| start + k * slide)
+    }
+
+    /// The panes of window `key` held in memory, earliest first.
+    fn window_panes(&self, key: &StateKey) -> Vec<&Acc> {
+        let mut k = key.clone();
+        self.pane_starts(key)
+            .filter_map(|p| {
+                k.start = p;
+                self.panes.get(&k)
+            })
+            .collect()
+    }
+
+    /// The net sentiment of window `key`, from its panes.
+    fn window_net(&self, key: &StateKey) -> Option<f64> {
+        let (mut positive, mut negative) = (0, 0);
+        for a in self.window_panes(key) {
+            positive += a.positive;
+            negative += a.negative;
+        }
+        let pn = positive + negative;
+        (pn > 0).then(|| ratio_signed(positive, negative, pn))
     }
 
     fn emit(
@@ -894,45 +1032,41 @@ impl WindowEngine {
             start: prev_start,
             group: key.group.clone(),
         };
-        let prev_net = match self.windows.get(&prev_key) {
-            Some(p) => p.acc.net_sentiment(),
-            None => self
-                .last_net
+        let prev_net = if self.windows.contains_key(&prev_key) {
+            self.window_net(&prev_key)
+        } else {
+            self.last_net
                 .get(&(key.spec, key.group.clone()))
                 .filter(|(s, _)| *s == prev_start)
-                .and_then(|(_, n)| *n),
+                .and_then(|(_, n)| *n)
         };
         let sov = self.share_of_voice(key);
         let h = self.cfg.horizon_micros;
+        // Response times are kept sorted in place in each pane between emissions: a window is
+        // emitted again (a new revision) every batch that changes it, re-sorting a mostly
+        // sorted vector is linear, and a window's times are then merged from sorted runs
+        // (sorting a fresh copy per record was the run's single costliest function in `perf`).
+        let mut k = key.clone();
+        for p in self.pane_starts(key) {
+            k.start = p;
+            if let Some(a) = self.panes.get_mut(&k) {
+                a.frt.sort_by(f64::total_cmp);
+                a.frt_business.sort_by(f64::total_cmp);
+                for d in a.departments.values_mut() {
+                    d.frt.sort_by(f64::total_cmp);
+                }
+            }
+        }
         let st = self.windows.get_mut(key)?;
         st.revision += 1;
         st.changed = false;
+        let revision = st.revision;
         // Closed means the watermark had passed the window's end (a window finalised early by
         // the state bound is final without being closed).
         // (Or it closed before: after a rebalance the watermark restarts from the partitions
         // restored and can be lower for a while.)
         let closed = st.closed || key.start.saturating_add(spec.size_micros()) <= wm;
-        // Response times are kept sorted in place between emissions: a window is emitted
-        // again (a new revision) every batch that changes it, and re-sorting a mostly sorted
-        // vector is linear, where `summarize` sorting a fresh copy each time was the run's
-        // single costliest function in `perf` (the quantiles need the sorted order).
-        st.acc.frt.sort_by(f64::total_cmp);
-        st.acc.frt_business.sort_by(f64::total_cmp);
-        for d in st.acc.departments.values_mut() {
-            d.frt.sort_by(f64::total_cmp);
-        }
-        let a = &st.acc;
-        let mut backlog = Backlog::default();
-        for (t, n) in &a.unanswered {
-            let n = u64::from(*n);
-            match BacklogBucket::of(wm.saturating_sub(*t).max(0), h) {
-                BacklogBucket::Under1h => backlog.under_1h += n,
-                BacklogBucket::From1hTo4h => backlog.from_1h_to_4h += n,
-                BacklogBucket::From4hTo24h => backlog.from_4h_to_24h += n,
-                BacklogBucket::Over24h => backlog.over_24h += n,
-                BacklogBucket::Expired => backlog.expired_unanswered += n,
-            }
-        }
+        let a = Combined::of(&self.window_panes(key), wm, h);
         let net = a.net_sentiment();
         let neutral = a.inbound.saturating_sub(a.positive + a.negative);
         let record = WindowRecord {
@@ -944,7 +1078,7 @@ impl WindowEngine {
             window_end: micros_to_time(key.start.saturating_add(spec.size_micros())),
             window_seconds: spec.size_micros() / 1_000_000,
             slide_seconds: spec.slide_micros() / 1_000_000,
-            revision: st.revision,
+            revision,
             closed,
             is_final,
             horizon_seconds: h / 1_000_000,
@@ -956,10 +1090,10 @@ impl WindowEngine {
             first_response_seconds: distribution(&a.frt),
             first_response_business_seconds: distribution(&a.frt_business),
             quantile_method: QuantileMethod::ExactLinear,
-            backlog,
+            backlog: a.backlog,
             conversation_rate: ratio(a.to_broadcast, a.broadcasts),
             reply_share: ratio(a.responses, a.responses + a.broadcasts),
-            thread_depth: mean_u32(a.roots.values()),
+            thread_depth: a.thread_depth,
             #[allow(clippy::cast_precision_loss)] // fixed-point sums far below 2^52
             mean_compound: (a.inbound > 0)
                 .then(|| a.compound_e4 as f64 / 10_000.0 / a.inbound as f64),
@@ -981,7 +1115,7 @@ impl WindowEngine {
                 .departments
                 .iter()
                 .map(|(name, d)| DepartmentFigures {
-                    department: name.clone(),
+                    department: (*name).to_string(),
                     inbound: d.inbound,
                     negative_inbound: d.negative,
                     answered: d.answered,
@@ -1004,10 +1138,13 @@ impl WindowEngine {
         let brand = &key.group.brand;
         let competitors = self.cfg.competitors.get(brand).filter(|c| !c.is_empty())?;
         let get = |b: &str| {
-            self.brand_inbound
-                .get(&(key.spec, key.start, b.to_string()))
-                .copied()
-                .unwrap_or(0)
+            let mut k = (key.spec, 0, b.to_string());
+            self.pane_starts(key)
+                .map(|p| {
+                    k.1 = p;
+                    self.brand_inbound.get(&k).copied().unwrap_or(0)
+                })
+                .sum::<u64>()
         };
         let own = get(brand);
         let total = own
@@ -1018,6 +1155,116 @@ impl WindowEngine {
                 .sum::<u64>();
         ratio(own, total)
     }
+}
+
+/// A window's figures, combined from its panes at emission.
+#[derive(Default)]
+struct Combined<'a> {
+    inbound: u64,
+    responses: u64,
+    broadcasts: u64,
+    to_broadcast: u64,
+    positive: u64,
+    negative: u64,
+    compound_e4: i64,
+    reach: i64,
+    answered: u64,
+    effect_e4: i64,
+    effects: u64,
+    stakeholders: StakeholderMix,
+    /// Sorted (the panes' sorted runs, merged).
+    frt: Vec<f64>,
+    frt_business: Vec<f64>,
+    departments: BTreeMap<&'a str, DeptAcc>,
+    thread_depth: Option<f64>,
+    backlog: Backlog,
+}
+
+impl<'a> Combined<'a> {
+    /// Sums the panes (each with its response times sorted) at watermark `wm`, horizon `h`.
+    fn of(panes: &[&'a Acc], wm: i64, h: i64) -> Self {
+        let mut c = Combined::default();
+        for a in panes {
+            c.inbound += a.inbound;
+            c.responses += a.responses;
+            c.broadcasts += a.broadcasts;
+            c.to_broadcast += a.to_broadcast;
+            c.positive += a.positive;
+            c.negative += a.negative;
+            c.compound_e4 += a.compound_e4;
+            c.reach += a.reach;
+            c.answered += a.answered;
+            c.effect_e4 += a.effect_e4;
+            c.effects += a.effects;
+            add_mix(&mut c.stakeholders, &a.stakeholders);
+            c.frt.extend_from_slice(&a.frt);
+            c.frt_business.extend_from_slice(&a.frt_business);
+            for (name, d) in &a.departments {
+                let cd = c.departments.entry(name.as_str()).or_default();
+                cd.inbound += d.inbound;
+                cd.negative += d.negative;
+                cd.answered += d.answered;
+                cd.frt.extend_from_slice(&d.frt);
+            }
+            for (t, n) in &a.unanswered {
+                let n = u64::from(*n);
+                let b = &mut c.backlog;
+                match BacklogBucket::of(wm.saturating_sub(*t).max(0), h) {
+                    BacklogBucket::Under1h => b.under_1h += n,
+                    BacklogBucket::From1hTo4h => b.from_1h_to_4h += n,
+                    BacklogBucket::From4hTo24h => b.from_4h_to_24h += n,
+                    BacklogBucket::Over24h => b.over_24h += n,
+                    BacklogBucket::Expired => b.expired_unanswered += n,
+                }
+            }
+        }
+        if panes.len() > 1 {
+            // Runs already sorted: the sort merges them.
+            c.frt.sort_by(f64::total_cmp);
+            c.frt_business.sort_by(f64::total_cmp);
+            for d in c.departments.values_mut() {
+                d.frt.sort_by(f64::total_cmp);
+            }
+        }
+        c.thread_depth = thread_depth(panes);
+        c
+    }
+
+    fn net_sentiment(&self) -> Option<f64> {
+        let pn = self.positive + self.negative;
+        (pn > 0).then(|| ratio_signed(self.positive, self.negative, pn))
+    }
+}
+
+fn add_mix(a: &mut StakeholderMix, b: &StakeholderMix) {
+    a.customer += b.customer;
+    a.employee += b.employee;
+    a.partner += b.partner;
+    a.supplier += b.supplier;
+    a.investor += b.investor;
+    a.press += b.press;
+    a.unknown += b.unknown;
+}
+
+/// Mean over the window's conversations of the most turns each reached in any of its panes.
+fn thread_depth(panes: &[&Acc]) -> Option<f64> {
+    if let [one] = panes {
+        return mean_u32(one.roots.values());
+    }
+    let mut all: Vec<(u64, u32)> = panes
+        .iter()
+        .flat_map(|a| a.roots.iter().map(|(r, t)| (*r, *t)))
+        .collect();
+    all.sort_unstable();
+    // Sorted by root, then turns: the last of each root's run is its most turns.
+    let (mut sum, mut n) = (0u64, 0u64);
+    for (i, (root, turns)) in all.iter().enumerate() {
+        if all.get(i + 1).is_none_or(|(next, _)| next != root) {
+            sum += u64::from(*turns);
+            n += 1;
+        }
+    }
+    ratio(sum, n)
 }
 
 fn push_bounded(v: &mut Vec<f64>, x: f64, max: usize, dropped: &mut u64) {
@@ -1187,17 +1434,6 @@ fn queries(pane: i64) -> (String, String) {
         turns = col::TURNS,
     );
     (main, depth)
-}
-
-/// The windows, as (spec index, start), that cover the pane starting at `pane` (µs): those
-/// that contain its first instant, since a pane never crosses a window's edge. A free function
-/// over a copy of the specs, so that the merges iterate it while they update the engine,
-/// without collecting it per pane row.
-fn windows_of(specs: &[WindowSpec], pane: i64) -> impl Iterator<Item = (usize, i64)> + '_ {
-    specs
-        .iter()
-        .enumerate()
-        .flat_map(move |(i, s)| s.window_starts(pane).map(move |w| (i, w)))
 }
 
 #[cfg(test)]

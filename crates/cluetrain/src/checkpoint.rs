@@ -40,7 +40,7 @@ use crate::enrichment::{EnrichSlice, EnrichSliceRef};
 use crate::job::Job;
 
 /// The checkpoint format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"CLTRCKPT";
 const HEADER_BYTES: usize = 8 + 4 + 8 + 32;
 
