@@ -313,7 +313,17 @@ mod reordering {
         cuts: &[usize],
         brands: &[model::config::BrandConfig],
     ) -> Vec<Value> {
+        run_specs(config().windows.specs, events, cuts, brands)
+    }
+
+    fn run_specs(
+        specs: Vec<WindowSpecConfig>,
+        events: &[(i64, i32, Vec<u8>)],
+        cuts: &[usize],
+        brands: &[model::config::BrandConfig],
+    ) -> Vec<Value> {
         let mut cfg = config();
+        cfg.windows.specs = specs;
         cfg.brands = brands.to_vec();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -356,6 +366,80 @@ mod reordering {
             out.extend(records.iter().map(|r| serde_json::to_value(r).unwrap()));
             finals(&out)
         })
+    }
+
+    /// The final records of one-hour windows with everything that depends on the slide
+    /// removed (the previous window, so `sentiment_shift`, is an hour or a slide earlier).
+    fn hour_windows(finals: &[Value]) -> Vec<Value> {
+        finals
+            .iter()
+            .filter(|v| {
+                v["window_seconds"] == 3600
+                    && v["window_start"]
+                        .as_str()
+                        .is_some_and(|s| s.ends_with(":00:00Z"))
+            })
+            .cloned()
+            .map(|mut v| {
+                let o = v.as_object_mut().unwrap();
+                o.remove("slide_seconds");
+                o.remove("sentiment_shift");
+                v
+            })
+            .collect()
+    }
+
+    /// A window combined from 12 panes (sliding by 5 min) has the figures of the same window
+    /// kept as one pane (tumbling): sums, response-time quantiles (merged from the panes'
+    /// sorted runs), thread depth (most turns per conversation over the panes), departments,
+    /// backlog, share of voice; the sliding run cut into batches of 97 events, so panes
+    /// change between emissions.
+    #[test]
+    fn a_window_combined_from_its_panes_equals_the_window_as_one_pane() {
+        let opts = GeneratorOptions {
+            seed: 5,
+            start_micros: 1_772_438_400_000_000, // 2026-03-02T08:00:00Z, on the hour
+            events_per_second: 0.4,
+            duplicate_rate: 0.02,
+            disorder_rate: 0.0,
+            ..Default::default()
+        };
+        let brands = Generator::new(opts.clone()).brand_configs();
+        let mut events: Vec<Event> = Generator::new(opts)
+            .take(4_000)
+            .filter_map(|m| {
+                let e = m.event?;
+                let t = e.created_at_micros().ok()?;
+                let p = i32::from(m.key.bytes().fold(0u8, |a, b| a.wrapping_add(b)) % 2);
+                Some((t, p, m.payload))
+            })
+            .collect();
+        events.sort_by_key(|e| e.0);
+        let hour = |slide: Option<u64>| {
+            vec![WindowSpecConfig {
+                size: Duration::from_secs(3600),
+                slide: slide.map(Duration::from_secs),
+            }]
+        };
+        let cuts: Vec<usize> = (1..40).map(|k| k * 97).collect();
+        let tumbling = hour_windows(&run_specs(hour(None), &events, &[], &brands));
+        let sliding = hour_windows(&run_specs(hour(Some(300)), &events, &cuts, &brands));
+        assert!(tumbling.len() >= 5, "the corpus makes hour windows");
+        let answered: u64 = tumbling
+            .iter()
+            .map(|v| v["answered"].as_u64().unwrap_or(0))
+            .sum();
+        assert!(answered > 20, "with response times to merge ({answered})");
+        assert!(
+            tumbling
+                .iter()
+                .any(|v| v["thread_depth"].as_f64().is_some()),
+            "and thread depths"
+        );
+        assert_eq!(sliding.len(), tumbling.len());
+        for (s, t) in sliding.iter().zip(&tumbling) {
+            assert_eq!(s, t);
+        }
     }
 
     proptest! {

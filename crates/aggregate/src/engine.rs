@@ -505,9 +505,7 @@ impl WindowEngine {
     fn spec_pane(&self, spec: &WindowSpec, pane: i64, floor: Option<i64>) -> (i64, u64, u64) {
         let slide = spec.slide_micros();
         let p = pane.div_euclid(slide) * slide;
-        let lifetime = spec
-            .size_micros()
-            .saturating_add(self.cfg.horizon_micros);
+        let lifetime = spec.size_micros().saturating_add(self.cfg.horizon_micros);
         let covering = u64::try_from(spec.size_micros() / slide).unwrap_or(0);
         let finals = floor.map_or(0, |f| {
             spec.window_starts(p)

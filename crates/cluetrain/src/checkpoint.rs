@@ -39,7 +39,9 @@ use aggregate::{EngineSlice, EngineSliceRef};
 use crate::enrichment::{EnrichSlice, EnrichSliceRef};
 use crate::job::Job;
 
-/// The checkpoint format this build writes and reads.
+/// The checkpoint format this build writes and reads. 2 (2026-12-02): window state per spec
+/// pane; a version 1 file (state per window) is quarantined like any unreadable one, and the
+/// partition starts over from its committed offset without state (README, "Upgrading").
 pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"CLTRCKPT";
 const HEADER_BYTES: usize = 8 + 4 + 8 + 32;
@@ -403,12 +405,15 @@ mod tests {
             decode("not a checkpoint at all, just text. ".repeat(4).as_bytes()).err(),
             Some(CorruptCheckpoint::BadMagic)
         );
-        let mut v2 = bytes.clone();
-        v2[8] = 2;
-        assert_eq!(
-            decode(&v2).err(),
-            Some(CorruptCheckpoint::Version { found: 2 })
-        );
+        // Another build's format (version 1 kept window state per window, not per pane).
+        for other in [1, FORMAT_VERSION + 1] {
+            let mut v = bytes.clone();
+            v[8..12].copy_from_slice(&other.to_le_bytes());
+            assert_eq!(
+                decode(&v).err(),
+                Some(CorruptCheckpoint::Version { found: other })
+            );
+        }
     }
 
     #[tokio::test]
