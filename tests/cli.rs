@@ -46,7 +46,13 @@ fn kafka_env(c: &mut Command, input: &str, dead: &str, group: &str) {
         .env("CLUETRAIN_INGEST__EVENT_TIME_FUTURE_MAX", "3650d")
         .env("CLUETRAIN_OUTPUTS__PARQUET_LOCATION", "")
         .env("CLUETRAIN_ADMIN__LISTEN", "127.0.0.1:0")
-        .env("CLUETRAIN_SQL__LISTEN", "127.0.0.1:0");
+        .env("CLUETRAIN_SQL__LISTEN", "127.0.0.1:0")
+        // Checkpoints on, as deployed, but not in the default `cluetrain-checkpoints` of the
+        // working directory (the tests' crate directory: they ended up committed).
+        .env(
+            "CLUETRAIN_CHECKPOINT__LOCATION",
+            std::env::temp_dir().join(format!("cluetrain-cli-checkpoints-{group}")),
+        );
 }
 
 #[test]

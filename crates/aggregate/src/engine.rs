@@ -120,13 +120,16 @@ pub struct EngineStats {
     pub records_final: u64,
     /// Windows finalised before their time because `open_windows_max` was reached.
     pub forced_final: u64,
-    /// First-response times or unanswered messages not kept (`values_per_window_max`).
+    /// First-response times or unanswered messages not kept (`values_per_window_max`, per
+    /// spec pane).
     pub values_dropped: u64,
-    /// Conversations not tracked for thread depth (`conversations_per_window_max`).
+    /// Conversations not tracked for thread depth (`conversations_per_window_max`, per spec
+    /// pane).
     pub conversations_dropped: u64,
     /// Partial aggregates for windows that were already final (counted, not applied): one per
-    /// (pane, window) pair, so a late pane counts once for every window that covers it (13
-    /// with the default specs); late events are counted per event before the engine
+    /// (partial aggregate row of the main query, final window covering its pane), so a late
+    /// row counts once for every final window that covers it (up to 13 with the default
+    /// specs); late events are counted per event before the engine
     /// (`cluetrain_late_events_total`).
     pub updates_after_final: u64,
     /// Windows in memory now.

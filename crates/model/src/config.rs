@@ -610,10 +610,13 @@ pub struct WindowsConfig {
     /// Window records held in memory; beyond it the oldest are finalised early
     /// (cluetrain_windows_forced_final_total).
     pub open_windows_max: usize,
-    /// First-response times kept per window for exact quantiles; beyond it further values
-    /// count in `answered` but not in the quantiles (cluetrain_windows_values_dropped_total).
+    /// First-response times kept per window pane (a slide-long slice of a window: the whole
+    /// window when tumbling) for exact quantiles; beyond it further values count in
+    /// `answered` but not in the quantiles (cluetrain_windows_values_dropped_total). A hopping
+    /// window reads at most size / slide times this.
     pub response_times_per_window_max: usize,
-    /// Conversations tracked per window for thread depth; beyond it new ones are not counted.
+    /// Conversations tracked per window pane for thread depth; beyond it new ones are not
+    /// counted.
     pub conversations_per_window_max: usize,
 }
 
