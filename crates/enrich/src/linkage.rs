@@ -15,6 +15,7 @@
 //! (`evicted`, the metric that shows the bound biting).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use model::EventKind;
 use serde::{Deserialize, Serialize};
@@ -188,13 +189,19 @@ pub struct LinkStats {
     pub evicted: u64,
 }
 
+/// An id or name held by the state: one allocation shared by every place that holds it (a
+/// node's key, the age index, the conversation it roots, its children's `root`; a brand's
+/// name by all its nodes). Strings per node were most of linkage's memory: five heap strings
+/// per message for the last 24 h of messages.
+type Shared = Arc<str>;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Node {
-    brand: String,
-    author_id: String,
+    brand: Shared,
+    author_id: Shared,
     by_brand: bool,
     role: Role,
-    root: String,
+    root: Shared,
     created_at: i64,
     compound: f64,
     answered: bool,
@@ -272,7 +279,7 @@ struct Conversation {
     turns: u32,
     last_at: i64,
     /// Answered inbound messages waiting for their author's next message: (author, id).
-    awaiting_effect: Vec<(String, String)>,
+    awaiting_effect: Vec<(Shared, Shared)>,
 }
 
 /// Bound on answered messages per conversation waiting for a next message (response effect).
@@ -286,16 +293,19 @@ const AWAITING_EFFECT_MAX: usize = 16;
 pub struct Linker {
     #[serde(skip)]
     cfg: LinkerConfig,
-    nodes: HashMap<String, Node>,
+    nodes: HashMap<Shared, Node>,
     /// (created_at, id) of every node, oldest first: expiry and eviction order. Derived from
     /// `nodes`, so not written to checkpoints.
     #[serde(skip)]
-    age: BTreeSet<(i64, String)>,
+    age: BTreeSet<(i64, Shared)>,
     /// Replies waiting for their parent, by parent id.
     held: HashMap<String, Vec<Held>>,
     held_count: usize,
-    conversations: HashMap<String, Conversation>,
+    conversations: HashMap<Shared, Conversation>,
     stats: LinkStats,
+    /// Brand names, interned (derived: rebuilt on restore).
+    #[serde(skip)]
+    brands: HashSet<Shared>,
 }
 
 impl Linker {
@@ -309,7 +319,17 @@ impl Linker {
             held_count: 0,
             conversations: HashMap::new(),
             stats: LinkStats::default(),
+            brands: HashSet::new(),
         }
+    }
+
+    fn brand(&mut self, b: &str) -> Shared {
+        if let Some(s) = self.brands.get(b) {
+            return s.clone();
+        }
+        let s: Shared = Arc::from(b);
+        self.brands.insert(s.clone());
+        s
     }
 
     /// Counters so far.
@@ -322,6 +342,22 @@ impl Linker {
     #[must_use]
     pub fn restored(mut self, cfg: LinkerConfig) -> Self {
         self.cfg = cfg;
+        // Deserialised strings are one allocation each: share them again as `link` does.
+        let keys: HashMap<Shared, Shared> =
+            self.nodes.keys().map(|k| (k.clone(), k.clone())).collect();
+        let mut brands = std::mem::take(&mut self.brands);
+        for n in self.nodes.values_mut() {
+            if let Some(k) = keys.get(&n.root) {
+                n.root = k.clone();
+            }
+            match brands.get(&n.brand) {
+                Some(b) => n.brand = b.clone(),
+                None => {
+                    brands.insert(n.brand.clone());
+                }
+            }
+        }
+        self.brands = brands;
         self.age = self
             .nodes
             .iter()
@@ -402,9 +438,10 @@ impl Linker {
     fn link(&mut self, e: &LinkInput<'_>, out: &mut Vec<Linked>) {
         let by_brand = self.is_brand_author(e);
         let parent = e.in_reply_to.and_then(|p| self.nodes.get(p)).cloned();
+        let id: Shared = Arc::from(e.event_id);
         let root = parent
             .as_ref()
-            .map_or_else(|| e.event_id.to_string(), |p| p.root.clone());
+            .map_or_else(|| id.clone(), |p| p.root.clone());
         let root_node = self.nodes.get(&root);
         let root_by_brand = root_node.is_some_and(|r| r.by_brand);
         let root_inbound = root_node.is_some_and(|r| r.role == Role::Inbound);
@@ -418,7 +455,7 @@ impl Linker {
                 Some(p) if p.by_brand => (Role::FollowUp, None),
                 // Only the brand the message addressed answers it (another company replying
                 // in the thread is not that brand's response).
-                Some(p) if p.role == Role::Inbound && p.brand == e.brand => {
+                Some(p) if p.role == Role::Inbound && &*p.brand == e.brand => {
                     (Role::Response, e.in_reply_to.map(str::to_string))
                 }
                 Some(_) => (Role::Other, None),
@@ -466,13 +503,13 @@ impl Linker {
             && let Some(i) = conv
                 .awaiting_effect
                 .iter()
-                .position(|(a, _)| a == e.author_id)
+                .position(|(a, _)| &**a == e.author_id)
         {
             let (_, answered_id) = conv.awaiting_effect.remove(i);
             if let Some(m) = self.nodes.get(&answered_id) {
                 out.push(Linked::Effect {
-                    inbound_id: answered_id.clone(),
-                    brand: m.brand.clone(),
+                    inbound_id: answered_id.to_string(),
+                    brand: m.brand.to_string(),
                     inbound_created_at: m.created_at,
                     delta: e.compound - m.compound,
                     tag: m.tag,
@@ -487,7 +524,7 @@ impl Linker {
             created_at: e.created_at,
             role,
             answers: answers.clone(),
-            root: root.clone(),
+            root: root.to_string(),
             replies_to_broadcast,
             turns,
             compound: e.compound,
@@ -496,31 +533,37 @@ impl Linker {
         self.stats.linked += 1;
 
         if let Some(inbound_id) = &answers
-            && let Some(m) = self.nodes.get_mut(inbound_id)
+            && let Some(m) = self.nodes.get_mut(inbound_id.as_str())
             && !m.answered
             && e.created_at >= m.created_at
         {
             m.answered = true;
             out.push(Linked::FirstResponse {
                 inbound_id: inbound_id.clone(),
-                brand: m.brand.clone(),
+                brand: m.brand.to_string(),
                 inbound_created_at: m.created_at,
                 responded_at: e.created_at,
                 tag: m.tag,
             });
             let author = m.author_id.clone();
+            let inbound_key = self
+                .nodes
+                .get_key_value(inbound_id.as_str())
+                .map(|(k, _)| k.clone());
             if let Some(conv) = self.conversations.get_mut(&root)
                 && conv.awaiting_effect.len() < AWAITING_EFFECT_MAX
+                && let Some(k) = inbound_key
             {
-                conv.awaiting_effect.push((author, inbound_id.clone()));
+                conv.awaiting_effect.push((author, k));
             }
         }
 
+        let brand = self.brand(e.brand);
         self.nodes.insert(
-            e.event_id.to_string(),
+            id.clone(),
             Node {
-                brand: e.brand.to_string(),
-                author_id: e.author_id.to_string(),
+                brand,
+                author_id: Arc::from(e.author_id),
                 by_brand,
                 role,
                 root,
@@ -530,7 +573,7 @@ impl Linker {
                 tag: e.tag,
             },
         );
-        self.age.insert((e.created_at, e.event_id.to_string()));
+        self.age.insert((e.created_at, id));
 
         // Replies that were waiting for this message can be linked now, in time order.
         if let Some(mut children) = self.held.remove(e.event_id) {
