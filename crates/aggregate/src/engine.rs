@@ -41,6 +41,7 @@
 //! record does not depend on how events were split into batches or ordered within the
 //! out-of-orderness bound.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -62,7 +63,7 @@ use model::window_record::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::distribution::{BacklogBucket, summarize};
+use crate::distribution::{BacklogBucket, summarize_sorted};
 use crate::error::AggregateError;
 use crate::window::WindowSpec;
 
@@ -275,6 +276,8 @@ pub struct WindowEngine {
     brand_inbound: FastMap<(usize, i64, String), u64>,
     /// Records finalised early by the state bound, handed out at the next advance.
     forced: Vec<WindowRecord>,
+    /// Scratch map for combining panes' conversations at emission (kept for its capacity).
+    scratch_roots: FastMap<u64, u32>,
     watermark: Option<i64>,
     /// Windows becoming final at or before this time were finalised (early, by the state
     /// bound): later facts for them are counted, not applied, so a final is never followed by
@@ -313,6 +316,7 @@ impl WindowEngine {
             last_net: FastMap::default(),
             brand_inbound: FastMap::default(),
             forced: Vec::new(),
+            scratch_roots: FastMap::default(),
             watermark: None,
             final_floor: None,
             brand_floors: HashMap::new(),
@@ -1067,7 +1071,9 @@ impl WindowEngine {
         // (Or it closed before: after a rebalance the watermark restarts from the partitions
         // restored and can be lower for a while.)
         let closed = st.closed || key.start.saturating_add(spec.size_micros()) <= wm;
-        let a = Combined::of(&self.window_panes(key), wm, h);
+        let mut roots = std::mem::take(&mut self.scratch_roots);
+        let panes = self.window_panes(key);
+        let a = Combined::of(&panes, wm, h, &mut roots);
         let net = a.net_sentiment();
         let neutral = a.inbound.saturating_sub(a.positive + a.negative);
         let record = WindowRecord {
@@ -1128,6 +1134,9 @@ impl WindowEngine {
             emitted_at,
             watermark: micros_to_time(wm),
         };
+        drop(a);
+        drop(panes);
+        self.scratch_roots = roots;
         self.stats.records_emitted += 1;
         if is_final {
             self.stats.records_final += 1;
@@ -1173,18 +1182,48 @@ struct Combined<'a> {
     effect_e4: i64,
     effects: u64,
     stakeholders: StakeholderMix,
-    /// Sorted (the panes' sorted runs, merged).
-    frt: Vec<f64>,
-    frt_business: Vec<f64>,
-    departments: BTreeMap<&'a str, DeptAcc>,
+    /// Sorted: a single pane's own vector, or the panes' sorted runs merged.
+    frt: Cow<'a, [f64]>,
+    frt_business: Cow<'a, [f64]>,
+    departments: BTreeMap<&'a str, DeptView<'a>>,
     thread_depth: Option<f64>,
     backlog: Backlog,
 }
 
+#[derive(Default)]
+struct DeptView<'a> {
+    inbound: u64,
+    negative: u64,
+    answered: u64,
+    /// Sorted.
+    frt: Cow<'a, [f64]>,
+}
+
+/// Sorted runs as one sorted slice: the run itself when there is one, else merged.
+fn merge_runs<'a>(runs: &[&'a [f64]]) -> Cow<'a, [f64]> {
+    match runs {
+        [] => Cow::Borrowed(&[]),
+        [one] => Cow::Borrowed(one),
+        _ => {
+            let mut v = Vec::with_capacity(runs.iter().map(|r| r.len()).sum());
+            for r in runs {
+                v.extend_from_slice(r);
+            }
+            // Runs already sorted: the stable sort finds and merges them.
+            v.sort_by(f64::total_cmp);
+            Cow::Owned(v)
+        }
+    }
+}
+
 impl<'a> Combined<'a> {
-    /// Sums the panes (each with its response times sorted) at watermark `wm`, horizon `h`.
-    fn of(panes: &[&'a Acc], wm: i64, h: i64) -> Self {
+    /// Sums the panes (each with its response times sorted) at watermark `wm`, horizon `h`;
+    /// `roots` is scratch space for thread depth.
+    fn of(panes: &[&'a Acc], wm: i64, h: i64, roots: &mut FastMap<u64, u32>) -> Self {
         let mut c = Combined::default();
+        let mut frt: Vec<&[f64]> = Vec::with_capacity(panes.len());
+        let mut frt_b: Vec<&[f64]> = Vec::with_capacity(panes.len());
+        let mut dept_frt: BTreeMap<&str, Vec<&[f64]>> = BTreeMap::new();
         for a in panes {
             c.inbound += a.inbound;
             c.responses += a.responses;
@@ -1198,14 +1237,14 @@ impl<'a> Combined<'a> {
             c.effect_e4 += a.effect_e4;
             c.effects += a.effects;
             add_mix(&mut c.stakeholders, &a.stakeholders);
-            c.frt.extend_from_slice(&a.frt);
-            c.frt_business.extend_from_slice(&a.frt_business);
+            frt.push(&a.frt);
+            frt_b.push(&a.frt_business);
             for (name, d) in &a.departments {
                 let cd = c.departments.entry(name.as_str()).or_default();
                 cd.inbound += d.inbound;
                 cd.negative += d.negative;
                 cd.answered += d.answered;
-                cd.frt.extend_from_slice(&d.frt);
+                dept_frt.entry(name.as_str()).or_default().push(&d.frt);
             }
             for (t, n) in &a.unanswered {
                 let n = u64::from(*n);
@@ -1219,15 +1258,14 @@ impl<'a> Combined<'a> {
                 }
             }
         }
-        if panes.len() > 1 {
-            // Runs already sorted: the sort merges them.
-            c.frt.sort_by(f64::total_cmp);
-            c.frt_business.sort_by(f64::total_cmp);
-            for d in c.departments.values_mut() {
-                d.frt.sort_by(f64::total_cmp);
+        c.frt = merge_runs(&frt);
+        c.frt_business = merge_runs(&frt_b);
+        for (name, runs) in &dept_frt {
+            if let Some(d) = c.departments.get_mut(name) {
+                d.frt = merge_runs(runs);
             }
         }
-        c.thread_depth = thread_depth(panes);
+        c.thread_depth = thread_depth(panes, roots);
         c
     }
 
@@ -1247,25 +1285,22 @@ fn add_mix(a: &mut StakeholderMix, b: &StakeholderMix) {
     a.unknown += b.unknown;
 }
 
-/// Mean over the window's conversations of the most turns each reached in any of its panes.
-fn thread_depth(panes: &[&Acc]) -> Option<f64> {
+/// Mean over the window's conversations of the most turns each reached in any of its panes
+/// (`roots`: scratch, left empty).
+fn thread_depth(panes: &[&Acc], roots: &mut FastMap<u64, u32>) -> Option<f64> {
     if let [one] = panes {
         return mean_u32(one.roots.values());
     }
-    let mut all: Vec<(u64, u32)> = panes
-        .iter()
-        .flat_map(|a| a.roots.iter().map(|(r, t)| (*r, *t)))
-        .collect();
-    all.sort_unstable();
-    // Sorted by root, then turns: the last of each root's run is its most turns.
-    let (mut sum, mut n) = (0u64, 0u64);
-    for (i, (root, turns)) in all.iter().enumerate() {
-        if all.get(i + 1).is_none_or(|(next, _)| next != root) {
-            sum += u64::from(*turns);
-            n += 1;
+    roots.clear();
+    for a in panes {
+        for (r, t) in &a.roots {
+            let m = roots.entry(*r).or_insert(*t);
+            *m = (*m).max(*t);
         }
     }
-    ratio(sum, n)
+    let depth = mean_u32(roots.values());
+    roots.clear();
+    depth
 }
 
 fn push_bounded(v: &mut Vec<f64>, x: f64, max: usize, dropped: &mut u64) {
@@ -1295,8 +1330,9 @@ fn mean_u32<'a>(values: impl Iterator<Item = &'a u32>) -> Option<f64> {
     ratio(sum, n)
 }
 
-fn distribution(values: &[f64]) -> Distribution {
-    let s = summarize(values);
+/// The distribution of `sorted` (by [`f64::total_cmp`]).
+fn distribution(sorted: &[f64]) -> Distribution {
+    let s = summarize_sorted(sorted);
     Distribution {
         count: s.count,
         median: s.median,
