@@ -53,8 +53,8 @@ pub fn summarize_sorted(sorted: &[f64]) -> Summary {
     let mean = (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
     Summary {
         count: v.len() as u64,
-        median: quantile_linear(&v, 0.5),
-        p90: quantile_linear(&v, 0.9),
+        median: quantile_linear(v, 0.5),
+        p90: quantile_linear(v, 0.9),
         mean,
     }
 }
