@@ -160,8 +160,9 @@ struct DeptAcc {
     frt: Vec<f64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Acc {
+/// The additive figures of a pane, and of a window (the sum over its panes).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Counts {
     inbound: u64,
     responses: u64,
     broadcasts: u64,
@@ -171,15 +172,49 @@ struct Acc {
     compound_e4: i64,
     reach: i64,
     answered: u64,
+    effect_e4: i64,
+    effects: u64,
+    stakeholders: StakeholderMix,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.inbound += o.inbound;
+        self.responses += o.responses;
+        self.broadcasts += o.broadcasts;
+        self.to_broadcast += o.to_broadcast;
+        self.positive += o.positive;
+        self.negative += o.negative;
+        self.compound_e4 += o.compound_e4;
+        self.reach += o.reach;
+        self.answered += o.answered;
+        self.effect_e4 += o.effect_e4;
+        self.effects += o.effects;
+        let (m, n) = (&mut self.stakeholders, &o.stakeholders);
+        m.customer += n.customer;
+        m.employee += n.employee;
+        m.partner += n.partner;
+        m.supplier += n.supplier;
+        m.investor += n.investor;
+        m.press += n.press;
+        m.unknown += n.unknown;
+    }
+
+    fn net_sentiment(&self) -> Option<f64> {
+        let pn = self.positive + self.negative;
+        (pn > 0).then(|| ratio_signed(self.positive, self.negative, pn))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Acc {
+    counts: Counts,
     frt: Vec<f64>,
     frt_business: Vec<f64>,
     /// Times (µs) of inbound messages not answered yet: a multiset, since equal times are
     /// interchangeable for the backlog's ages.
     unanswered: BTreeMap<i64, u32>,
     unanswered_len: usize,
-    effect_e4: i64,
-    effects: u64,
-    stakeholders: StakeholderMix,
     departments: BTreeMap<String, DeptAcc>,
     /// Conversation root hash → most turns seen in the pane.
     roots: FastMap<u64, u32>,
@@ -633,28 +668,32 @@ impl WindowEngine {
             let group = self.group(brand.value(i), platform.value(i), stakeholder.value(i), d);
             let floor = self.floor(&group.brand);
             // The row's figures, read once and added to one pane per spec.
-            let inbound_i = get(&inbound, i);
-            let responses_i = get(&responses, i);
-            let broadcasts_i = get(&broadcasts, i);
-            let to_broadcast_i = get(&to_broadcast, i);
-            let positive_i = get(&positive, i);
-            let neg_i = get(&negative, i);
-            let compound_i = geti(&compound_e4, i);
-            let reach_i = geti(&reach, i);
-            let answered_i = get(&answered, i);
-            let effect_i = geti(&effect_e4, i);
-            let effects_i = get(&effects, i);
+            let mut row = Counts {
+                inbound: get(&inbound, i),
+                responses: get(&responses, i),
+                broadcasts: get(&broadcasts, i),
+                to_broadcast: get(&to_broadcast, i),
+                positive: get(&positive, i),
+                negative: get(&negative, i),
+                compound_e4: geti(&compound_e4, i),
+                reach: geti(&reach, i),
+                answered: get(&answered, i),
+                effect_e4: geti(&effect_e4, i),
+                effects: get(&effects, i),
+                stakeholders: StakeholderMix::default(),
+            };
+            row.stakeholders.add(stakeholder.value(i), row.inbound);
             let frt_i = list_values::<Float64Type>(&frt, i);
             let frt_b_i = list_values::<Float64Type>(&frt_b, i);
             let inbound_t = list_values::<Int64Type>(&inbound_times, i);
             let answered_t = list_values::<Int64Type>(&answered_times, i);
             for (spec_i, spec) in specs.iter().enumerate() {
                 let (p, covering, finals) = self.spec_pane(spec, pane.value(i), floor);
-                if inbound_i > 0 {
+                if row.inbound > 0 {
                     *self
                         .brand_inbound
                         .entry((spec_i, p, brand.value(i).to_string()))
-                        .or_default() += inbound_i;
+                        .or_default() += row.inbound;
                 }
                 self.stats.updates_after_final += finals;
                 if finals >= covering {
@@ -667,18 +706,7 @@ impl WindowEngine {
                     group: group.clone(),
                 };
                 let a = self.pane(key, touched);
-                a.inbound += inbound_i;
-                a.responses += responses_i;
-                a.broadcasts += broadcasts_i;
-                a.to_broadcast += to_broadcast_i;
-                a.positive += positive_i;
-                a.negative += neg_i;
-                a.compound_e4 += compound_i;
-                a.reach += reach_i;
-                a.answered += answered_i;
-                a.effect_e4 += effect_i;
-                a.effects += effects_i;
-                a.stakeholders.add(stakeholder.value(i), inbound_i);
+                a.counts.add(&row);
                 for v in &frt_i {
                     push_bounded(&mut a.frt, *v, max_values, &mut dropped);
                 }
@@ -708,9 +736,9 @@ impl WindowEngine {
                         Some(da) => da,
                         None => a.departments.entry(d.to_string()).or_default(),
                     };
-                    da.inbound += inbound_i;
-                    da.negative += neg_i;
-                    da.answered += answered_i;
+                    da.inbound += row.inbound;
+                    da.negative += row.negative;
+                    da.answered += row.answered;
                     for v in &frt_i {
                         push_bounded(&mut da.frt, *v, max_values, &mut dropped);
                     }
@@ -1014,13 +1042,11 @@ impl WindowEngine {
 
     /// The net sentiment of window `key`, from its panes.
     fn window_net(&self, key: &StateKey) -> Option<f64> {
-        let (mut positive, mut negative) = (0, 0);
+        let mut sum = Counts::default();
         for a in self.window_panes(key) {
-            positive += a.positive;
-            negative += a.negative;
+            sum.add(&a.counts);
         }
-        let pn = positive + negative;
-        (pn > 0).then(|| ratio_signed(positive, negative, pn))
+        sum.net_sentiment()
     }
 
     fn emit(
@@ -1074,8 +1100,9 @@ impl WindowEngine {
         let mut roots = std::mem::take(&mut self.scratch_roots);
         let panes = self.window_panes(key);
         let a = Combined::of(&panes, wm, h, &mut roots);
-        let net = a.net_sentiment();
-        let neutral = a.inbound.saturating_sub(a.positive + a.negative);
+        let n = &a.counts;
+        let net = n.net_sentiment();
+        let neutral = n.inbound.saturating_sub(n.positive + n.negative);
         let record = WindowRecord {
             brand: key.group.brand.clone(),
             platform: key.group.platform.clone(),
@@ -1089,35 +1116,35 @@ impl WindowEngine {
             closed,
             is_final,
             horizon_seconds: h / 1_000_000,
-            inbound: a.inbound,
-            responses: a.responses,
-            broadcasts: a.broadcasts,
-            answered: a.answered,
-            response_rate: ratio(a.answered, a.inbound),
+            inbound: n.inbound,
+            responses: n.responses,
+            broadcasts: n.broadcasts,
+            answered: n.answered,
+            response_rate: ratio(n.answered, n.inbound),
             first_response_seconds: distribution(&a.frt),
             first_response_business_seconds: distribution(&a.frt_business),
             quantile_method: QuantileMethod::ExactLinear,
             backlog: a.backlog,
-            conversation_rate: ratio(a.to_broadcast, a.broadcasts),
-            reply_share: ratio(a.responses, a.responses + a.broadcasts),
+            conversation_rate: ratio(n.to_broadcast, n.broadcasts),
+            reply_share: ratio(n.responses, n.responses + n.broadcasts),
             thread_depth: a.thread_depth,
             #[allow(clippy::cast_precision_loss)] // fixed-point sums far below 2^52
-            mean_compound: (a.inbound > 0)
-                .then(|| a.compound_e4 as f64 / 10_000.0 / a.inbound as f64),
+            mean_compound: (n.inbound > 0)
+                .then(|| n.compound_e4 as f64 / 10_000.0 / n.inbound as f64),
             net_sentiment: net,
-            net_sentiment_all: (a.inbound > 0).then(|| {
-                ratio_signed(a.positive, a.negative, a.positive + a.negative + neutral)
+            net_sentiment_all: (n.inbound > 0).then(|| {
+                ratio_signed(n.positive, n.negative, n.positive + n.negative + neutral)
             }),
             sentiment_shift: match (net, prev_net) {
                 (Some(n), Some(p)) => Some(n - p),
                 _ => None,
             },
             #[allow(clippy::cast_precision_loss)]
-            response_effect: (a.effects > 0)
-                .then(|| a.effect_e4 as f64 / 10_000.0 / a.effects as f64),
-            response_effect_count: a.effects,
+            response_effect: (n.effects > 0)
+                .then(|| n.effect_e4 as f64 / 10_000.0 / n.effects as f64),
+            response_effect_count: n.effects,
             share_of_voice: sov,
-            stakeholders: a.stakeholders,
+            stakeholders: n.stakeholders,
             departments: a
                 .departments
                 .iter()
@@ -1130,7 +1157,7 @@ impl WindowEngine {
                     first_response_seconds: distribution(&d.frt),
                 })
                 .collect(),
-            broadcast_reach: a.reach,
+            broadcast_reach: n.reach,
             emitted_at,
             watermark: micros_to_time(wm),
         };
@@ -1170,18 +1197,7 @@ impl WindowEngine {
 /// A window's figures, combined from its panes at emission.
 #[derive(Default)]
 struct Combined<'a> {
-    inbound: u64,
-    responses: u64,
-    broadcasts: u64,
-    to_broadcast: u64,
-    positive: u64,
-    negative: u64,
-    compound_e4: i64,
-    reach: i64,
-    answered: u64,
-    effect_e4: i64,
-    effects: u64,
-    stakeholders: StakeholderMix,
+    counts: Counts,
     /// Sorted: a single pane's own vector, or the panes' sorted runs merged.
     frt: Cow<'a, [f64]>,
     frt_business: Cow<'a, [f64]>,
@@ -1225,18 +1241,7 @@ impl<'a> Combined<'a> {
         let mut frt_b: Vec<&[f64]> = Vec::with_capacity(panes.len());
         let mut dept_frt: BTreeMap<&str, Vec<&[f64]>> = BTreeMap::new();
         for a in panes {
-            c.inbound += a.inbound;
-            c.responses += a.responses;
-            c.broadcasts += a.broadcasts;
-            c.to_broadcast += a.to_broadcast;
-            c.positive += a.positive;
-            c.negative += a.negative;
-            c.compound_e4 += a.compound_e4;
-            c.reach += a.reach;
-            c.answered += a.answered;
-            c.effect_e4 += a.effect_e4;
-            c.effects += a.effects;
-            add_mix(&mut c.stakeholders, &a.stakeholders);
+            c.counts.add(&a.counts);
             frt.push(&a.frt);
             frt_b.push(&a.frt_business);
             for (name, d) in &a.departments {
@@ -1268,21 +1273,6 @@ impl<'a> Combined<'a> {
         c.thread_depth = thread_depth(panes, roots);
         c
     }
-
-    fn net_sentiment(&self) -> Option<f64> {
-        let pn = self.positive + self.negative;
-        (pn > 0).then(|| ratio_signed(self.positive, self.negative, pn))
-    }
-}
-
-fn add_mix(a: &mut StakeholderMix, b: &StakeholderMix) {
-    a.customer += b.customer;
-    a.employee += b.employee;
-    a.partner += b.partner;
-    a.supplier += b.supplier;
-    a.investor += b.investor;
-    a.press += b.press;
-    a.unknown += b.unknown;
 }
 
 /// Mean over the window's conversations of the most turns each reached in any of its panes
