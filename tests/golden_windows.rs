@@ -286,17 +286,28 @@ mod reordering {
 
     /// (time, partition, payload) of generated events, in event-time order.
     fn events() -> (Vec<Event>, Vec<model::config::BrandConfig>) {
-        let opts = GeneratorOptions {
-            seed: 11,
-            start_micros: 1_772_438_400_000_000, // 2026-03-02T08:00:00Z
-            events_per_second: 0.5,
-            duplicate_rate: 0.03,
-            disorder_rate: 0.0,
-            ..Default::default()
-        };
+        generated(
+            GeneratorOptions {
+                seed: 11,
+                start_micros: 1_772_438_400_000_000, // 2026-03-02T08:00:00Z
+                events_per_second: 0.5,
+                duplicate_rate: 0.03,
+                disorder_rate: 0.0,
+                ..Default::default()
+            },
+            500,
+        )
+    }
+
+    /// `n` events generated with `opts` as (time, partition, payload), in event-time order,
+    /// and the generator's brands.
+    fn generated(
+        opts: GeneratorOptions,
+        n: usize,
+    ) -> (Vec<Event>, Vec<model::config::BrandConfig>) {
         let brands = Generator::new(opts.clone()).brand_configs();
         let mut v: Vec<Event> = Generator::new(opts)
-            .take(500)
+            .take(n)
             .filter_map(|m| {
                 let e = m.event?;
                 let t = e.created_at_micros().ok()?;
@@ -396,25 +407,17 @@ mod reordering {
     /// change between emissions.
     #[test]
     fn a_window_combined_from_its_panes_equals_the_window_as_one_pane() {
-        let opts = GeneratorOptions {
-            seed: 5,
-            start_micros: 1_772_438_400_000_000, // 2026-03-02T08:00:00Z, on the hour
-            events_per_second: 0.4,
-            duplicate_rate: 0.02,
-            disorder_rate: 0.0,
-            ..Default::default()
-        };
-        let brands = Generator::new(opts.clone()).brand_configs();
-        let mut events: Vec<Event> = Generator::new(opts)
-            .take(4_000)
-            .filter_map(|m| {
-                let e = m.event?;
-                let t = e.created_at_micros().ok()?;
-                let p = i32::from(m.key.bytes().fold(0u8, |a, b| a.wrapping_add(b)) % 2);
-                Some((t, p, m.payload))
-            })
-            .collect();
-        events.sort_by_key(|e| e.0);
+        let (events, brands) = generated(
+            GeneratorOptions {
+                seed: 5,
+                start_micros: 1_772_438_400_000_000, // 2026-03-02T08:00:00Z, on the hour
+                events_per_second: 0.4,
+                duplicate_rate: 0.02,
+                disorder_rate: 0.0,
+                ..Default::default()
+            },
+            4_000,
+        );
         let hour = |slide: Option<u64>| {
             vec![WindowSpecConfig {
                 size: Duration::from_secs(3600),
