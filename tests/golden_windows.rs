@@ -23,21 +23,25 @@ fn check(case: &str) {
         .unwrap();
     let got = rt.block_on(run_case(&dir));
     // Arroyo's rule: every golden case also runs checkpoint → restore (here between every two
-    // batches) and must give exactly the same output.
-    let restored = rt.block_on(run_case_restoring(&dir, true));
-    for (i, (g, r)) in got.iter().zip(&restored).enumerate() {
+    // batches, from full checkpoints; then every third batch, from a full checkpoint and the
+    // incremental ones on top of it) and must give exactly the same output.
+    for every in [1, 3] {
+        let restored = rt.block_on(run_case_restoring(&dir, every));
+        for (i, (g, r)) in got.iter().zip(&restored).enumerate() {
+            assert_eq!(
+                g,
+                r,
+                "{case}: output line {} differs after checkpoint and restore every {every} \
+                 batches (uninterrupted left)",
+                i + 1
+            );
+        }
         assert_eq!(
-            g,
-            r,
-            "{case}: output line {} differs after checkpoint and restore (uninterrupted left)",
-            i + 1
+            got.len(),
+            restored.len(),
+            "{case}: restored run (every {every} batches) gives another number of lines"
         );
     }
-    assert_eq!(
-        got.len(),
-        restored.len(),
-        "{case}: restored run gives another number of lines"
-    );
     let expected_path = dir.join("expected.jsonl");
     let rendered: String = got
         .iter()

@@ -26,17 +26,20 @@ pub fn cases_dir() -> PathBuf {
 
 /// Runs one case and returns its output lines.
 pub async fn run_case(dir: &Path) -> Vec<Value> {
-    run_case_restoring(dir, false).await
+    run_case_restoring(dir, 0).await
 }
 
-/// Runs one case; with `restore`, after every input line each partition's state goes through
-/// a checkpoint (encoded, decoded) into a new job, as after a crash and restart between any
-/// two batches. The output must not change.
-pub async fn run_case_restoring(dir: &Path, restore: bool) -> Vec<Value> {
+/// Runs one case; with `restore_every` = *k* > 0, every partition is checkpointed after every
+/// input line (through a real [`cluetrain::checkpoint::CheckpointStore`] in a temporary
+/// directory, one checkpoint in 4 full, the others incremental), and after every *k*-th line
+/// the state is restored from the store into a new job, as after a crash and restart between
+/// any two batches: *k* = 1 restores full checkpoints only, *k* = 3 chains of a full one and
+/// deltas. The output must not change.
+pub async fn run_case_restoring(dir: &Path, restore_every: usize) -> Vec<Value> {
     let config = cluetrain::settings::load(Some(&dir.join("config.toml")))
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let input = std::fs::read_to_string(dir.join("input.jsonl")).unwrap();
-    run_input_restoring(dir, &config, &input, restore, &mut |_| {}).await
+    run_input_restoring(dir, &config, &input, restore_every, &mut |_| {}).await
 }
 
 /// Runs `input` (a case's lines) with `config`; `exported` receives, as text, everything the
@@ -49,19 +52,27 @@ pub async fn run_input(
     input: &str,
     exported: &mut dyn FnMut(String),
 ) -> Vec<Value> {
-    run_input_restoring(dir, config, input, false, exported).await
+    run_input_restoring(dir, config, input, 0, exported).await
 }
 
-/// [`run_input`], with [`run_case_restoring`]'s checkpoint and restore between every two lines
-/// when `restore` is set.
+/// [`run_input`], with [`run_case_restoring`]'s checkpoints and restores.
 pub async fn run_input_restoring(
     dir: &Path,
     config: &model::config::Config,
     input: &str,
-    restore: bool,
+    restore_every: usize,
     exported: &mut dyn FnMut(String),
 ) -> Vec<Value> {
     let mut job = Job::new(config).unwrap();
+    let ck_dir = tempfile::tempdir().unwrap();
+    let mut store = cluetrain::checkpoint::CheckpointStore::open(
+        &ck_dir.path().to_string_lossy(),
+        "golden",
+        "input",
+        3,
+        4,
+    )
+    .unwrap();
     let decoder = Decoder::new(DecodeLimits::from_config(&config.ingest));
     let wall: chrono::DateTime<chrono::Utc> = WALL.parse().unwrap();
     let base = Instant::now();
@@ -69,21 +80,21 @@ pub async fn run_input_restoring(
     let mut out = Vec::new();
     let mut partitions = std::collections::BTreeSet::new();
     for (n, line) in input.lines().enumerate() {
-        if restore && !partitions.is_empty() {
+        if restore_every > 0 && !partitions.is_empty() {
             let now = base + Duration::from_secs_f64(offset_s);
-            let files: Vec<Vec<u8>> = partitions
-                .iter()
-                .map(|p| {
-                    cluetrain::checkpoint::encode(&cluetrain::checkpoint::snapshot(
-                        &job, "input", *p, n as i64, now,
-                    ))
-                    .unwrap()
-                })
-                .collect();
-            job = Job::new(config).unwrap();
-            for f in files {
-                let s = cluetrain::checkpoint::decode(&f).unwrap();
-                cluetrain::checkpoint::restore(&mut job, s, now);
+            for &p in &partitions {
+                store.checkpoint(&mut job, p, n as i64, now).await.unwrap();
+            }
+            if n % restore_every == 0 {
+                job = Job::new(config).unwrap();
+                store.forget_chains();
+                for &p in &partitions {
+                    let found = store.latest(p).await.unwrap();
+                    assert!(found.rejected.is_empty(), "{:?}", found.rejected);
+                    let (s, _) = found.snapshot.unwrap();
+                    assert_eq!(s.next_offset, n as i64);
+                    cluetrain::checkpoint::restore(&mut job, s, now);
+                }
             }
         }
         if line.trim().is_empty() || line.starts_with('#') {

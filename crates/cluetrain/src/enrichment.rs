@@ -26,7 +26,8 @@ use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecond
 use arrow_array::{Array, RecordBatch};
 use enrich::departments::{DepartmentRouter, DepartmentRule};
 use enrich::linkage::{
-    LinkInput, LinkStats, Linked, Linker, LinkerConfig, OrgAuthorRule, OwnedInput, Role,
+    LinkInput, LinkStats, Linked, Linker, LinkerConfig, LinkerDelta, LinkerDeltaRef, OrgAuthorRule,
+    OwnedInput, Role,
 };
 use enrich::{EnrichError, sentiment};
 use model::EventKind;
@@ -147,7 +148,10 @@ impl Tag {
 #[derive(Debug, serde::Serialize)]
 pub struct EnrichSliceRef<'a> {
     watermark: aggregate::PartitionWatermark,
+    /// The whole linkage state (a full checkpoint) ...
     linker: Option<&'a Linker>,
+    /// ... or its changes since the checkpoint this one is based on (an incremental one).
+    linker_delta: Option<LinkerDeltaRef<'a>>,
     reorder: Vec<(i64, &'a str, &'a OwnedInput)>,
     pending_forward: Vec<(&'a str, i64, &'a serde_json::Value)>,
     brands: Vec<&'a str>,
@@ -159,6 +163,11 @@ impl EnrichSliceRef<'_> {
     pub fn brands(&self) -> &[&str] {
         &self.brands
     }
+
+    /// Whether this holds linkage changes only (on top of a base checkpoint).
+    pub fn is_delta(&self) -> bool {
+        self.linker_delta.is_some()
+    }
 }
 
 /// A partition's enrichment state as a checkpoint reads it back (the owned twin of
@@ -167,10 +176,53 @@ impl EnrichSliceRef<'_> {
 pub struct EnrichSlice {
     watermark: aggregate::PartitionWatermark,
     linker: Option<Linker>,
+    linker_delta: Option<LinkerDelta>,
     reorder: Vec<(i64, String, OwnedInput)>,
     pending_forward: Vec<(String, i64, serde_json::Value)>,
     brands: Vec<String>,
     platforms: Vec<String>,
+}
+
+impl EnrichSlice {
+    /// Whether this holds linkage changes only (on top of a base checkpoint).
+    pub fn is_delta(&self) -> bool {
+        self.linker_delta.is_some()
+    }
+
+    /// Composes the linkage state of an incremental checkpoint chain: `self` is the newest;
+    /// `older` are the checkpoints it builds on, oldest (the full one) first. Everything but
+    /// linkage is whole in every checkpoint and is taken from the newest. The platform table
+    /// only grows within the process that wrote a chain (a chain starts with a full checkpoint
+    /// after every start and restore), so the newest table maps every tag in the chain.
+    ///
+    /// Errors say what does not fit (a bug or files from different chains).
+    pub fn compose(&mut self, older: Vec<EnrichSlice>) -> Result<(), String> {
+        let mut chain = older.into_iter();
+        let Some(full) = chain.next() else {
+            return Ok(());
+        };
+        if full.linker_delta.is_some() {
+            return Err("the oldest checkpoint of the chain is not a full one".into());
+        }
+        let mut linker = full.linker;
+        for d in chain
+            .map(|s| s.linker_delta)
+            .chain(std::iter::once(self.linker_delta.take()))
+        {
+            match (linker.as_mut(), d) {
+                (Some(l), Some(d)) => l.apply(d),
+                (None, None) => {}
+                (Some(_), None) => {
+                    return Err("a checkpoint in the chain holds no linkage changes".into());
+                }
+                (None, Some(_)) => {
+                    return Err("linkage changes on top of a checkpoint without linkage".into());
+                }
+            }
+        }
+        self.linker = linker;
+        Ok(())
+    }
 }
 
 /// Sentiment, linkage and routing state of a running pipeline.
@@ -349,8 +401,10 @@ impl Enrichment {
     /// What a checkpoint keeps of `partition`: its watermark, linkage state, the events of it
     /// waiting in the reorder buffer and for forwarding, and the brands it carries. Borrowed:
     /// a checkpoint does not copy the state it writes. `now` is the wall time idleness is
-    /// judged at.
-    pub fn snapshot(&self, partition: i32, now: Instant) -> EnrichSliceRef<'_> {
+    /// judged at. `incremental`: linkage as its changes since the last
+    /// [`Enrichment::checkpointed`] when they are known (see [`EnrichSliceRef::is_delta`]),
+    /// else whole.
+    pub fn snapshot(&self, partition: i32, now: Instant, incremental: bool) -> EnrichSliceRef<'_> {
         let mut brands: Vec<&str> = self
             .brand_partition
             .iter()
@@ -365,9 +419,12 @@ impl Enrichment {
             .map(|(id, (t, _, json))| (id.as_str(), *t, json))
             .collect();
         pending_forward.sort_by(|a, b| a.0.cmp(b.0));
+        let linker = self.linkers.get(&partition);
+        let linker_delta = linker.filter(|_| incremental).and_then(Linker::delta);
         EnrichSliceRef {
             watermark: self.watermarks.snapshot(partition, now),
-            linker: self.linkers.get(&partition),
+            linker: linker.filter(|_| linker_delta.is_none()),
+            linker_delta,
             reorder: self
                 .reorder
                 .iter()
@@ -377,6 +434,13 @@ impl Enrichment {
             pending_forward,
             brands,
             platforms: &self.platforms,
+        }
+    }
+
+    /// `partition`'s snapshot has been written: the next may be incremental on top of it.
+    pub fn checkpointed(&mut self, partition: i32) {
+        if let Some(l) = self.linkers.get_mut(&partition) {
+            l.checkpointed();
         }
     }
 

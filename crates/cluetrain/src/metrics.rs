@@ -137,6 +137,13 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// Label set of checkpoint files: `full` or `incremental`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The kind.
+    pub kind: String,
+}
+
 /// Label set of the SQL live tables' evictions.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
@@ -228,6 +235,8 @@ pub struct PipelineMetrics {
     pub checkpoint_seconds: Histogram,
     /// Bytes the last checkpoint round wrote.
     pub checkpoint_bytes: Gauge,
+    /// Partition checkpoint files written, by kind (`full`, `incremental`).
+    pub checkpoint_files: Family<KindLabels, Counter>,
     /// When the last checkpoint round succeeded (Unix seconds).
     pub checkpoint_last_success: F64Gauge,
     /// Partitions restored at an assignment, by outcome (`restored`, `empty`).
@@ -284,6 +293,7 @@ impl PipelineMetrics {
             checkpoints: Family::default(),
             checkpoint_seconds: latency_histogram(),
             checkpoint_bytes: Gauge::default(),
+            checkpoint_files: Family::default(),
             checkpoint_last_success: F64Gauge::default(),
             checkpoint_restores: Family::default(),
             checkpoint_corrupt: Counter::default(),
@@ -635,6 +645,11 @@ impl PipelineMetrics {
             "cluetrain_checkpoint_bytes",
             "Bytes the last checkpoint round wrote",
             self.checkpoint_bytes.clone(),
+        );
+        r.register(
+            "cluetrain_checkpoint_files",
+            "Partition checkpoint files written, by kind (full, incremental)",
+            self.checkpoint_files.clone(),
         );
         r.register(
             "cluetrain_checkpoint_last_success_timestamp_seconds",

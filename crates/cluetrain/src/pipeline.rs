@@ -439,6 +439,7 @@ pub async fn run(
             &config.kafka.group_id,
             &config.kafka.input_topic,
             config.checkpoint.keep,
+            config.checkpoint.full_every,
         )?;
         info!(location = %config.checkpoint.location, interval = ?config.checkpoint.interval, "checkpoints on");
         Some((
@@ -964,24 +965,28 @@ impl Run<'_> {
             // they must be durable first.
             p.flush().await.map_err(CheckpointFailure::Parquet)?;
         }
-        let topic = self.config.kafka.input_topic.as_str();
         let mut written = Vec::new();
         let mut bytes_total = 0usize;
+        let mut deltas = 0usize;
         let metrics = self.observers.pipeline.clone();
         let result: anyhow::Result<()> = async {
             for p in ck.dirty.clone() {
                 let Some(&next) = ck.positions.get(&p) else {
                     continue;
                 };
-                let bytes = checkpoint::encode(&checkpoint::snapshot(
-                    &self.job,
-                    topic,
-                    p,
-                    next,
-                    Instant::now(),
-                ))?;
-                bytes_total += bytes.len();
-                ck.store.write(p, next, bytes).await?;
+                let w = ck
+                    .store
+                    .checkpoint(&mut self.job, p, next, Instant::now())
+                    .await?;
+                bytes_total += w.bytes;
+                deltas += usize::from(w.delta);
+                if let Some(m) = &metrics {
+                    m.checkpoint_files
+                        .get_or_create(&crate::metrics::KindLabels {
+                            kind: if w.delta { "incremental" } else { "full" }.into(),
+                        })
+                        .inc();
+                }
                 ck.dirty.remove(&p);
                 written.push(PartitionOffset {
                     partition: p,
@@ -1022,6 +1027,7 @@ impl Run<'_> {
             info!(
                 why,
                 partitions = ?written.iter().map(|o| o.partition).collect::<Vec<_>>(),
+                incremental = deltas,
                 bytes = bytes_total,
                 seconds = started.elapsed().as_secs_f64(),
                 "checkpoint written"
@@ -1058,6 +1064,7 @@ impl Run<'_> {
                 // from the checkpoints just written.
                 self.job.reset();
                 if let Some(ck) = self.ck.as_mut() {
+                    ck.store.forget_chains();
                     ck.owned.clear();
                     ck.positions.clear();
                     ck.dirty.clear();
@@ -1083,6 +1090,7 @@ impl Run<'_> {
             return Ok(Vec::new());
         };
         self.job.reset();
+        ck.store.forget_chains();
         ck.owned = partitions.iter().copied().collect();
         ck.positions.clear();
         ck.dirty.clear();
@@ -1113,6 +1121,7 @@ impl Run<'_> {
                         offset = s.next_offset,
                         windows = s.windows(),
                         path = %path,
+                        files = found.files,
                         "partition restored from its checkpoint"
                     );
                     ck.positions.insert(p, s.next_offset);

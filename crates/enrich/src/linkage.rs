@@ -200,6 +200,97 @@ type Shared = Arc<str>;
 /// reaches no output: `open_inbound` is unordered by contract, and the held reply released
 /// first under the bound is any one of them.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
+/// What changed in a linker's messages and conversations since it was last marked
+/// checkpointed ([`Linker::checkpointed`]): the content of an incremental checkpoint. The sets
+/// are disjoint per kind and describe the end state (a message added then expired in one
+/// interval is only "removed"), so applying them in any order gives the same state.
+///
+/// Bounded: the changed sets are subsets of the state; the removed sets grow with expiry and
+/// eviction between checkpoints, and past `entries_max` removals tracking gives up
+/// (`overflowed`): the next checkpoint is a full one.
+#[derive(Debug, Default)]
+struct Changes {
+    nodes: FastSet<Shared>,
+    removed_nodes: FastSet<Shared>,
+    conversations: FastSet<Shared>,
+    removed_conversations: FastSet<Shared>,
+    overflowed: bool,
+}
+
+impl Changes {
+    fn node(&mut self, id: &Shared) {
+        self.removed_nodes.remove(id);
+        self.nodes.insert(id.clone());
+    }
+
+    fn node_removed(&mut self, id: &Shared, bound: usize) {
+        self.nodes.remove(id);
+        self.removed_nodes.insert(id.clone());
+        self.check(bound);
+    }
+
+    fn conversation(&mut self, root: &Shared) {
+        if !self.conversations.contains(root) {
+            self.removed_conversations.remove(root);
+            self.conversations.insert(root.clone());
+        }
+    }
+
+    fn conversation_removed(&mut self, root: &Shared, bound: usize) {
+        self.conversations.remove(root);
+        self.removed_conversations.insert(root.clone());
+        self.check(bound);
+    }
+
+    fn check(&mut self, bound: usize) {
+        if self.removed_nodes.len() + self.removed_conversations.len() > bound {
+            *self = Changes {
+                overflowed: true,
+                ..Changes::default()
+            };
+        }
+    }
+}
+
+/// The changes of a linker since its last checkpoint, borrowed for writing (see
+/// [`Linker::delta`]). Held replies and counters are small and go whole.
+#[derive(Debug, Serialize)]
+pub struct LinkerDeltaRef<'a> {
+    nodes: Vec<(&'a Shared, &'a Node)>,
+    removed_nodes: Vec<&'a Shared>,
+    conversations: Vec<(&'a Shared, &'a Conversation)>,
+    removed_conversations: Vec<&'a Shared>,
+    held: &'a FastMap<String, Vec<Held>>,
+    stats: LinkStats,
+}
+
+impl LinkerDeltaRef<'_> {
+    /// Messages and conversations added, changed or removed.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+            + self.removed_nodes.len()
+            + self.conversations.len()
+            + self.removed_conversations.len()
+    }
+
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The changes of a linker as read back from an incremental checkpoint ([`Linker::apply`]).
+#[derive(Debug, Deserialize)]
+pub struct LinkerDelta {
+    nodes: Vec<(Shared, Node)>,
+    removed_nodes: Vec<Shared>,
+    conversations: Vec<(Shared, Conversation)>,
+    removed_conversations: Vec<Shared>,
+    held: FastMap<String, Vec<Held>>,
+    stats: LinkStats,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Node {
@@ -312,6 +403,10 @@ pub struct Linker {
     /// Brand names, interned (derived: rebuilt on restore).
     #[serde(skip)]
     brands: HashSet<Shared>,
+    /// Changes since the last checkpoint; `None` until the first one (and without
+    /// checkpoints): nothing is tracked then.
+    #[serde(skip)]
+    changes: Option<Changes>,
 }
 
 impl Linker {
@@ -326,7 +421,52 @@ impl Linker {
             conversations: FastMap::default(),
             stats: LinkStats::default(),
             brands: HashSet::new(),
+            changes: None,
         }
+    }
+
+    /// The state as it is now has been written to a checkpoint: changes are tracked from here,
+    /// for the next incremental one ([`Linker::delta`]).
+    pub fn checkpointed(&mut self) {
+        self.changes = Some(Changes::default());
+    }
+
+    /// What changed since the last [`Linker::checkpointed`], for an incremental checkpoint on
+    /// top of that one; `None` when that is not known (never checkpointed, or more removals
+    /// than `entries_max` since): write the whole state then.
+    pub fn delta(&self) -> Option<LinkerDeltaRef<'_>> {
+        let c = self.changes.as_ref().filter(|c| !c.overflowed)?;
+        Some(LinkerDeltaRef {
+            nodes: c
+                .nodes
+                .iter()
+                .filter_map(|id| self.nodes.get_key_value(id))
+                .collect(),
+            removed_nodes: c.removed_nodes.iter().collect(),
+            conversations: c
+                .conversations
+                .iter()
+                .filter_map(|r| self.conversations.get_key_value(r))
+                .collect(),
+            removed_conversations: c.removed_conversations.iter().collect(),
+            held: &self.held,
+            stats: self.stats,
+        })
+    }
+
+    /// Applies an incremental checkpoint read back on top of the state it was taken after
+    /// (restore: the full checkpoint, then each delta in order, then [`Linker::restored`]).
+    pub fn apply(&mut self, d: LinkerDelta) {
+        for id in &d.removed_nodes {
+            self.nodes.remove(id);
+        }
+        for r in &d.removed_conversations {
+            self.conversations.remove(r);
+        }
+        self.nodes.extend(d.nodes);
+        self.conversations.extend(d.conversations);
+        self.held = d.held;
+        self.stats = d.stats;
     }
 
     fn brand(&mut self, b: &str) -> Shared {
@@ -490,6 +630,10 @@ impl Linker {
                 .as_ref()
                 .is_some_and(|p| p.by_brand && p.role == Role::Broadcast);
 
+        if let Some(c) = self.changes.as_mut() {
+            c.conversation(&root);
+            c.node(&id);
+        }
         // Conversation turns: a change of speaker between the brand and others.
         let conv = self.conversations.entry(root.clone()).or_default();
         if matches!(
@@ -556,6 +700,9 @@ impl Linker {
                 .nodes
                 .get_key_value(inbound_id.as_str())
                 .map(|(k, _)| k.clone());
+            if let (Some(c), Some(k)) = (self.changes.as_mut(), &inbound_key) {
+                c.node(k);
+            }
             if let Some(conv) = self.conversations.get_mut(&root)
                 && conv.awaiting_effect.len() < AWAITING_EFFECT_MAX
                 && let Some(k) = inbound_key
@@ -613,9 +760,20 @@ impl Linker {
             }
             self.age.pop_first();
             self.nodes.remove(&id);
+            if let Some(c) = self.changes.as_mut() {
+                c.node_removed(&id, self.cfg.entries_max);
+            }
             self.stats.expired += 1;
         }
-        self.conversations.retain(|_, c| c.last_at >= cutoff);
+        let changes = &mut self.changes;
+        let bound = self.cfg.entries_max;
+        self.conversations.retain(|root, c| {
+            let keep = c.last_at >= cutoff;
+            if !keep && let Some(ch) = changes.as_mut() {
+                ch.conversation_removed(root, bound);
+            }
+            keep
+        });
     }
 
     /// Links the replies held for `parent` as conversation roots, counted as orphans: their
@@ -654,6 +812,9 @@ impl Linker {
                 break;
             };
             self.nodes.remove(&id);
+            if let Some(c) = self.changes.as_mut() {
+                c.node_removed(&id, self.cfg.entries_max);
+            }
             self.stats.evicted += 1;
         }
     }

@@ -88,6 +88,12 @@ pub struct CheckpointConfig {
     /// Checkpoints kept per partition: the newest is restored; an older one is the fallback
     /// when the newest is corrupt or unreadable.
     pub keep: usize,
+    /// One checkpoint in this many is full; the others are incremental (linkage as its
+    /// changes since the previous checkpoint, the rest whole). 1 = every checkpoint full.
+    /// Higher: less written per checkpoint, a longer chain to read on restore (at most this
+    /// many files per partition). Default 30: with the 10 s interval, a full checkpoint of a
+    /// partition every 5 minutes.
+    pub full_every: usize,
     /// How long a rebalance waits for the checkpoint of the partitions given up and the restore
     /// of those assigned (keep it below the consumer's `max.poll.interval.ms`).
     #[serde(with = "humantime_serde")]
@@ -100,6 +106,7 @@ impl Default for CheckpointConfig {
             location: "cluetrain-checkpoints".into(),
             interval: Duration::from_secs(10),
             keep: 3,
+            full_every: 30,
             rebalance_timeout: Duration::from_secs(60),
         }
     }
@@ -820,6 +827,16 @@ impl Config {
             }
             if c.keep > 100 {
                 bad("checkpoint.keep", format!("is {}: at most 100", c.keep));
+            }
+            if c.full_every == 0 || c.full_every > 1000 {
+                bad(
+                    "checkpoint.full_every",
+                    format!(
+                        "is {}: from 1 (every checkpoint full) to 1000 (the longest chain a \
+                         restore follows)",
+                        c.full_every
+                    ),
+                );
             }
             if c.interval < Duration::from_millis(100) {
                 bad(
