@@ -32,7 +32,9 @@
 //! buffers, held replies) whole, as they are small or change wholesale. A delta follows the
 //! previous write of its partition; after `checkpoint.full_every - 1` deltas, after any start,
 //! restore or rebalance, after a failed write's base is unknown, and whenever linkage dropped
-//! more than `linkage.entries_max` entries since the base, the next one is full. Restoring a
+//! more than `linkage.entries_max` entries since the base, the next one is full (the first
+//! chain of each partition after a start is shorter by a partition-dependent step, so that
+//! the partitions' full checkpoints fall in different rounds). Restoring a
 //! delta reads its chain back to the full one, applies the deltas in order and takes the rest
 //! from the newest; a chain with a missing or damaged link is reported like a corrupt file and
 //! the next older checkpoint is tried. Retention keeps the newest `checkpoint.keep`
@@ -361,6 +363,12 @@ impl CheckpointStore {
         job.enrichment.checkpointed(partition);
         let deltas = match (delta, base) {
             (true, Some((_, d))) => d + 1,
+            // The first chain of a partition since the start (or a restore) is shorter by a
+            // step that depends on the partition, so that the full checkpoints of different
+            // partitions fall in different rounds instead of all in one.
+            _ if !self.chains.contains_key(&partition) => {
+                usize::try_from(partition.unsigned_abs()).unwrap_or(0) * 11 % self.full_every
+            }
             _ => 0,
         };
         if let Some(name) = path.filename() {
