@@ -144,6 +144,7 @@ fn allowed(label: &str, value: &str) -> bool {
         "trigger" => ["rows", "wait", "end", "shutdown"].contains(&value),
         "result" => ["ok", "error", "restored", "empty", "replayed"].contains(&value),
         "table" => ["engagement_windows_live", "voices", "open_conversations"].contains(&value),
+        "kind" => ["full", "incremental"].contains(&value),
         _ => false,
     }
 }
