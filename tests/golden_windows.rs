@@ -138,6 +138,13 @@ fn an_answer_after_the_window_closed_is_revision_two() {
     check("answer_after_close");
 }
 
+/// `windows.revision_interval`: changes to a closed window within the interval since its last
+/// emission wait for the next batch after it, or for the final; none is lost.
+#[test]
+fn revisions_of_a_closed_window_wait_for_the_revision_interval() {
+    check("revision_interval");
+}
+
 /// Out-of-order delivery within the bound gives the same final windows as sorted input.
 #[test]
 fn out_of_order_finals_equal_sorted_finals() {

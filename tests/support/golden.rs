@@ -16,8 +16,17 @@ pub fn case_dir(case: &str) -> PathBuf {
     cases_dir().join(case)
 }
 
-/// The wall time stamped on records (`emitted_at`), fixed so that outputs are reproducible.
+/// The wall time of the first line, stamped on records (`emitted_at`); later lines are this
+/// plus their `_wall_seconds`, so that outputs are reproducible and `windows.revision_interval`
+/// sees time pass as the case says.
 const WALL: &str = "2026-06-01T00:00:00Z";
+
+/// `start` plus `offset_s` seconds (to the millisecond).
+fn wall_at(start: chrono::DateTime<chrono::Utc>, offset_s: f64) -> chrono::DateTime<chrono::Utc> {
+    #[allow(clippy::cast_possible_truncation)] // a case's few seconds
+    let ms = (offset_s * 1000.0).round() as i64;
+    start + chrono::Duration::milliseconds(ms)
+}
 
 /// The folder of all golden cases.
 pub fn cases_dir() -> PathBuf {
@@ -130,7 +139,11 @@ pub async fn run_input_restoring(
             .unwrap_or_else(|e| panic!("{} line {}: {e:?}", dir.display(), n + 1));
         let batch = b.finish().unwrap();
         let step = job
-            .process(&batch, base + Duration::from_secs_f64(offset_s), wall)
+            .process(
+                &batch,
+                base + Duration::from_secs_f64(offset_s),
+                wall_at(wall, offset_s),
+            )
             .await
             .unwrap();
         for r in &step.records {
@@ -156,7 +169,7 @@ pub async fn run_input_restoring(
         exported(format!("{:?}", step.enriched.linked));
         exported(format!("{:?}", job.enrichment.open_inbound(1000).0));
     }
-    let (records, forwards) = job.finish(wall).await.unwrap();
+    let (records, forwards) = job.finish(wall_at(wall, offset_s)).await.unwrap();
     for r in &records {
         out.push(serde_json::to_value(r).unwrap());
         exported(serde_json::to_string(r).unwrap());

@@ -106,6 +106,10 @@ pub struct EngineConfig {
     pub conversations_per_window_max: usize,
     /// Per brand, its competitor set for share of voice (itself excluded; it is added).
     pub competitors: HashMap<String, Vec<String>>,
+    /// A closed window whose figures changed is emitted again at most this often, µs of
+    /// `emitted_at` (wall clock) since its previous emission; 0 = at every advance that finds
+    /// it changed. The emission at close and the final are never held back.
+    pub revision_interval_micros: i64,
 }
 
 /// Counters of the engine; they only grow (except `windows_open`).
@@ -135,6 +139,9 @@ pub struct EngineStats {
     pub updates_after_final: u64,
     /// Windows in memory now.
     pub windows_open: u64,
+    /// Closed windows with changed figures whose next revision waits for
+    /// `revision_interval_micros` to pass (at the last advance).
+    pub revisions_pending: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -230,6 +237,11 @@ struct WindowState {
     revision: u32,
     closed: bool,
     changed: bool,
+    /// `emitted_at` of its last emission, µs (0: none yet), for `revision_interval_micros`.
+    /// Checkpointed, so that a restored run holds back the same revisions (absent in
+    /// checkpoints written before it: 0, emitted at the next change).
+    #[serde(default)]
+    emitted_at: i64,
 }
 
 /// (spec, group) → (the last finalised window's start, its net sentiment).
@@ -614,6 +626,7 @@ impl WindowEngine {
                             revision: 0,
                             closed: false,
                             changed: true,
+                            emitted_at: 0,
                         },
                     );
                 }
@@ -832,7 +845,9 @@ impl WindowEngine {
         let wm = self.watermark.map_or(watermark, |w| w.max(watermark));
         self.watermark = Some(wm);
         let mut out = std::mem::take(&mut self.forced);
-        // Closing.
+        // Closing: emitted now whatever the revision interval (the latency of window records
+        // is measured from here).
+        let mut closing = FastMap::default();
         while let Some((end, _)) = self.pending_close.first() {
             if *end > wm {
                 break;
@@ -843,6 +858,7 @@ impl WindowEngine {
             if let Some(st) = self.windows.get_mut(&key) {
                 st.closed = true;
                 st.changed = true;
+                closing.insert(key.clone(), ());
                 self.changed.insert(key);
             }
         }
@@ -859,13 +875,30 @@ impl WindowEngine {
                 finals.push(r);
             }
         }
-        // Closed windows with new figures (including those that just closed).
+        // Closed windows with new figures: those that just closed, and those emitted at least
+        // the revision interval ago (the others wait, their changes accumulating).
+        let now = emitted_at.timestamp_micros();
+        let interval = self.cfg.revision_interval_micros;
+        let mut held = 0_u64;
         let changed: Vec<StateKey> = self
             .changed
             .iter()
-            .filter(|k| self.windows.get(*k).is_some_and(|s| s.closed))
+            .filter(|k| {
+                let Some(s) = self.windows.get(*k) else {
+                    return false;
+                };
+                if !s.closed {
+                    return false;
+                }
+                let due = interval <= 0
+                    || closing.contains_key(*k)
+                    || now.saturating_sub(s.emitted_at) >= interval;
+                held += u64::from(!due);
+                due
+            })
             .cloned()
             .collect();
+        self.stats.revisions_pending = held;
         let mut updates = Vec::with_capacity(changed.len());
         for key in changed {
             self.changed.remove(&key);
@@ -1091,6 +1124,7 @@ impl WindowEngine {
         let st = self.windows.get_mut(key)?;
         st.revision += 1;
         st.changed = false;
+        st.emitted_at = emitted_at.timestamp_micros();
         let revision = st.revision;
         // Closed means the watermark had passed the window's end (a window finalised early by
         // the state bound is final without being closed).

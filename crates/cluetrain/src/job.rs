@@ -77,6 +77,8 @@ pub fn engine_config(config: &Config) -> Result<EngineConfig, SetupError> {
         values_per_window_max: config.windows.response_times_per_window_max,
         conversations_per_window_max: config.windows.conversations_per_window_max,
         competitors,
+        revision_interval_micros: i64::try_from(config.windows.revision_interval.as_micros())
+            .unwrap_or(i64::MAX),
     })
 }
 

@@ -214,6 +214,8 @@ pub struct PipelineMetrics {
     pub reorder_forced: Counter,
     /// Windows in memory.
     pub windows_open: Gauge,
+    /// Closed windows whose changed figures wait for `windows.revision_interval`.
+    pub windows_revisions_pending: Gauge,
     /// Windows finalised early by `windows.open_windows_max`.
     pub windows_forced_final: Counter,
     /// Values not kept by `windows.response_times_per_window_max` (and conversations by
@@ -285,6 +287,7 @@ impl PipelineMetrics {
             reorder_buffered: Gauge::default(),
             reorder_forced: Counter::default(),
             windows_open: Gauge::default(),
+            windows_revisions_pending: Gauge::default(),
             windows_forced_final: Counter::default(),
             windows_values_dropped: Counter::default(),
             windows_updates_after_final: Counter::default(),
@@ -541,6 +544,8 @@ impl PipelineMetrics {
             .set(i64::try_from(reorder_buffered).unwrap_or(i64::MAX));
         self.windows_open
             .set(i64::try_from(engine.windows_open).unwrap_or(i64::MAX));
+        self.windows_revisions_pending
+            .set(i64::try_from(engine.revisions_pending).unwrap_or(i64::MAX));
         if let Some(w) = watermark_micros {
             #[allow(clippy::cast_precision_loss)] // seconds since the epoch, display only
             let ws = w as f64 / 1e6;
@@ -815,6 +820,11 @@ impl PipelineMetrics {
             "cluetrain_windows_open",
             "Windows held in memory (windows.open_windows_max bounds them)",
             self.windows_open.clone(),
+        );
+        r.register(
+            "cluetrain_windows_revisions_pending",
+            "Closed windows whose changed figures wait for windows.revision_interval",
+            self.windows_revisions_pending.clone(),
         );
         r.register(
             "cluetrain_windows_forced_final",

@@ -614,6 +614,12 @@ pub struct WindowsConfig {
     /// Emit not-yet-closed windows that changed this often (wall clock); "0s" = only at close.
     #[serde(with = "humantime_serde")]
     pub early_results_interval: Duration,
+    /// A closed window whose figures changed (answers, events within the allowed lateness)
+    /// is emitted again at most this often (wall clock, since its previous emission; changes
+    /// in between are in the next revision); "0s" = with every batch that changes it. The
+    /// record at close and the final are never held back.
+    #[serde(with = "humantime_serde")]
+    pub revision_interval: Duration,
     /// Window records held in memory; beyond it the oldest are finalised early
     /// (cluetrain_windows_forced_final_total).
     pub open_windows_max: usize,
@@ -643,6 +649,7 @@ impl Default for WindowsConfig {
             group_by: Vec::new(),
             allowed_lateness: Duration::from_secs(300),
             early_results_interval: Duration::ZERO,
+            revision_interval: Duration::from_secs(1),
             open_windows_max: 200_000,
             response_times_per_window_max: 100_000,
             conversations_per_window_max: 100_000,
