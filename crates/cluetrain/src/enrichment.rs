@@ -854,7 +854,7 @@ impl Enrichment {
                             turns: i32::try_from(*turns).unwrap_or(i32::MAX),
                         },
                     );
-                    let pending = self.pending_forward.remove(event_id);
+                    let pending = self.pending_forward.remove(&**event_id);
                     if inbound
                         && *compound <= NEGATIVE_COMPOUND
                         && let Some(d) = department
@@ -867,7 +867,7 @@ impl Enrichment {
                             department: d.to_string(),
                             json,
                             compound: *compound,
-                            brand: brand.clone(),
+                            brand: brand.to_string(),
                         });
                     }
                 }
@@ -883,7 +883,7 @@ impl Enrichment {
                         self.stats.answers_after_horizon += 1;
                         continue;
                     }
-                    let cal = self.calendars.get(brand).unwrap_or(&self.always_open);
+                    let cal = self.calendars.get(&**brand).unwrap_or(&self.always_open);
                     let business = cal.business_micros(*inbound_created_at, *responded_at);
                     let tag = Tag::unpack(*tag);
                     let keys = self.keys_of(brand, tag);

@@ -252,6 +252,9 @@ struct SourceContext {
     coordination: Option<Coordination>,
     /// Bumped at every coordinated rebalance: the worker drops its unsent messages.
     generation: Arc<AtomicU64>,
+    /// Set once the worker sent its last batch and closes the consumer: the revocation that
+    /// closing brings is not a rebalance for the pipeline (see the revoke handler).
+    closing: Arc<AtomicBool>,
 }
 
 impl SourceContext {
@@ -369,7 +372,13 @@ impl ConsumerContext for SourceContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions = partitions_of(tpl);
-                if self.coordination.is_some() {
+                if self.closing.load(Ordering::SeqCst) {
+                    // Closing the consumer revokes everything. The pipeline ends its run on its
+                    // own (the end of run checkpoint, then, in a bounded run, every window
+                    // emitted as final): asking it to checkpoint and forget here raced with
+                    // that and could drop the state before the finals were emitted.
+                    info!(partitions = ?partitions, "partitions revoked at shutdown; committing stored offsets");
+                } else if self.coordination.is_some() {
                     self.generation.fetch_add(1, Ordering::SeqCst);
                     info!(partitions = ?partitions, "partitions revoked; checkpointing before giving them up");
                     if let Some(covered) = self.ask(|reply| Rebalanced::Revoking {
@@ -458,6 +467,7 @@ pub fn start_coordinated(
     coordination: Option<Coordination>,
 ) -> Result<(SourceHandle, tmpsc::Receiver<IngestBatch>), IngestError> {
     let generation = Arc::new(AtomicU64::new(0));
+    let closing = Arc::new(AtomicBool::new(false));
     let mut cfg = client_config(kafka, Role::Consumer);
     if mode == RunMode::UntilEnd {
         cfg.set("enable.partition.eof", "true");
@@ -468,6 +478,7 @@ pub fn start_coordinated(
             topic: kafka.input_topic.clone(),
             coordination,
             generation: generation.clone(),
+            closing: closing.clone(),
         })
         .map_err(|source| IngestError::ClientConfig {
             role: "consumer",
@@ -499,6 +510,7 @@ pub fn start_coordinated(
         next_commit: Instant::now() + kafka.commit_interval,
         generation,
         seen_generation: 0,
+        closing,
     };
     let thread = std::thread::Builder::new()
         .name("cluetrain-ingest".into())
@@ -569,6 +581,8 @@ struct Worker {
     next_commit: Instant,
     generation: Arc<AtomicU64>,
     seen_generation: u64,
+    /// Shared with the consumer's context: set before the consumer closes.
+    closing: Arc<AtomicBool>,
 }
 
 /// The batch being filled.
@@ -723,6 +737,7 @@ impl Worker {
             }
         }
         commit(&self.consumer, &self.metrics, CommitMode::Sync);
+        self.closing.store(true, Ordering::SeqCst);
         let summary = SourceSummary {
             batches_emitted: seq,
             batches_acked: self.acked,
