@@ -12,7 +12,9 @@
 //! `CLUETRAIN_BLESS=1` and review the diff of the expected files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cluetrain_tests::golden::{cases_dir, finals, run_case, run_case_restoring};
+use cluetrain_tests::golden::{
+    cases_dir, finals, run_case, run_case_overlapped, run_case_restoring,
+};
 use serde_json::Value;
 
 fn check(case: &str) {
@@ -42,6 +44,19 @@ fn check(case: &str) {
             "{case}: restored run (every {every} batches) gives another number of lines"
         );
     }
+    // And as the pipeline runs on a backlog (`windows.overlap_enrichment`): the engine of each
+    // batch beside the next one's enrichment, on a multi-threaded runtime as in the binary.
+    let mt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let overlapped = mt.block_on(run_case_overlapped(&dir));
+    assert_eq!(
+        got, overlapped,
+        "{case}: output differs with the window engine beside the next batch's enrichment \
+         (one after the other left)"
+    );
     let expected_path = dir.join("expected.jsonl");
     let rendered: String = got
         .iter()

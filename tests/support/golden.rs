@@ -182,6 +182,106 @@ pub async fn run_input_restoring(
     out
 }
 
+/// Runs one case as the pipeline does with `windows.overlap_enrichment` on a backlog: the
+/// window engine of each batch on a thread of its own while the next line's batch is
+/// enriched ([`Job::aggregate_beside`]), a batch alone where an assignment line comes
+/// between. Returns the records, late events and forwards, which must equal
+/// [`run_case`]'s.
+pub async fn run_case_overlapped(dir: &Path) -> Vec<Value> {
+    let config = cluetrain::settings::load(Some(&dir.join("config.toml")))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let input = std::fs::read_to_string(dir.join("input.jsonl")).unwrap();
+    let mut job = Job::new(&config).unwrap();
+    let decoder = Decoder::new(DecodeLimits::from_config(&config.ingest));
+    let wall: chrono::DateTime<chrono::Utc> = WALL.parse().unwrap();
+    let base = Instant::now();
+    let runtime = tokio::runtime::Handle::current();
+    let mut offset_s = 0.0f64;
+    let mut out = Vec::new();
+    // The batch enriched, waiting for the engine, with its times.
+    type Pending = (
+        cluetrain::enrichment::Enriched,
+        Instant,
+        chrono::DateTime<chrono::Utc>,
+    );
+    let mut pending: Option<Pending> = None;
+    let mut overlapped = 0;
+    for (n, line) in input.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{} line {}: {e}", dir.display(), n + 1));
+        let partition = i32::try_from(v["_partition"].as_i64().unwrap_or(0)).unwrap();
+        if let Some(w) = v["_wall_seconds"].as_f64() {
+            offset_s = w;
+        }
+        let now = base + Duration::from_secs_f64(offset_s);
+        if let Some(parts) = v["_assigned"].as_array() {
+            if let Some((e, at, w)) = pending.take() {
+                push_step(&mut out, &job.aggregate(e, at, w).await.unwrap());
+            }
+            let parts: Vec<i32> = parts
+                .iter()
+                .filter_map(|p| i32::try_from(p.as_i64()?).ok())
+                .collect();
+            job.enrichment.assignment(&parts, &[], now);
+            continue;
+        }
+        let mut b = EventBatchBuilder::with_capacity(1);
+        decoder
+            .decode_into(
+                Some(line.as_bytes()),
+                chrono::Utc::now().timestamp_micros(),
+                &mut b,
+                partition,
+                n as i64,
+            )
+            .unwrap_or_else(|e| panic!("{} line {}: {e:?}", dir.display(), n + 1));
+        let batch = b.finish().unwrap();
+        let next = match pending.take() {
+            None => job.enrich(&batch, now).unwrap().0,
+            Some((e, at, w)) => {
+                overlapped += 1;
+                let (step, next) = job.aggregate_beside(e, at, w, (&batch, now), |_| {}, &runtime);
+                push_step(&mut out, &step.unwrap());
+                next.unwrap().0
+            }
+        };
+        pending = Some((next, now, wall_at(wall, offset_s)));
+    }
+    if let Some((e, at, w)) = pending.take() {
+        push_step(&mut out, &job.aggregate(e, at, w).await.unwrap());
+    }
+    assert!(
+        overlapped > 0 || input.lines().count() < 3,
+        "{}: no batch was overlapped",
+        dir.display()
+    );
+    let (records, forwards) = job.finish(wall_at(wall, offset_s)).await.unwrap();
+    for r in &records {
+        out.push(serde_json::to_value(r).unwrap());
+    }
+    for f in &forwards {
+        out.push(serde_json::json!({"forward": f.json["event_id"], "topic": f.topic}));
+    }
+    out
+}
+
+/// A step's records, late events and forwards, as [`run_input`] writes them.
+fn push_step(out: &mut Vec<Value>, step: &cluetrain::job::Step) {
+    for r in &step.records {
+        out.push(serde_json::to_value(r).unwrap());
+    }
+    for &row in &step.enriched.late {
+        let e = cluetrain::outputs::event_json(&step.enriched.batch, row);
+        out.push(serde_json::json!({"late": e["event_id"]}));
+    }
+    for f in &step.enriched.forwards {
+        out.push(serde_json::json!({"forward": f.json["event_id"], "topic": f.topic}));
+    }
+}
+
 /// The final records of a case's expected output, keyed for comparison across runs that
 /// batch differently: every field but those that depend on batching (revision, emission time).
 pub fn finals(lines: &[Value]) -> Vec<Value> {

@@ -113,43 +113,94 @@ impl Job {
     }
 
     /// Processes one batch of decoded events observed at wall time `now` (`wall` stamps the
-    /// records' `emitted_at`).
+    /// records' `emitted_at`): [`Job::enrich`], then [`Job::aggregate`].
     pub async fn process(
         &mut self,
         events: &RecordBatch,
         now: Instant,
         wall: DateTime<Utc>,
     ) -> anyhow::Result<Step> {
+        let (enriched, took) = self.enrich(events, now)?;
+        let mut step = self.aggregate(enriched, now, wall).await?;
+        step.times.enrichment = took;
+        Ok(step)
+    }
+
+    /// The first half of [`Job::process`]: enrichment of one batch, and how long it took.
+    pub fn enrich(
+        &mut self,
+        events: &RecordBatch,
+        now: Instant,
+    ) -> anyhow::Result<(Enriched, Duration)> {
         let started = Instant::now();
         let enriched = self.enrichment.process(events, now).context("enrichment")?;
-        let enriched_at = Instant::now();
-        self.engine
-            .ingest(&enriched.facts)
-            .await
-            .context("window aggregation")?;
-        let ingested_at = Instant::now();
-        let mut records = match enriched.watermark {
-            Some(w) => self.engine.advance(w, wall),
-            None => Vec::new(),
+        Ok((enriched, started.elapsed()))
+    }
+
+    /// The second half of [`Job::process`]: the window engine over an enriched batch, and the
+    /// records its watermark (and the early-results timer) emits. `times.enrichment` is zero.
+    pub async fn aggregate(
+        &mut self,
+        enriched: Enriched,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> anyhow::Result<Step> {
+        let mut engine = EnginePart {
+            engine: &mut self.engine,
+            early_interval: self.early_interval,
+            last_early: &mut self.last_early,
         };
-        if !self.early_interval.is_zero() {
-            let due = self
-                .last_early
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.early_interval);
-            if due {
-                self.last_early = Some(now);
-                records.extend(self.engine.early(wall));
-            }
-        }
-        let times = StepTimes {
-            enrichment: enriched_at - started,
-            windows_ingest: ingested_at - enriched_at,
-            windows_emit: ingested_at.elapsed(),
+        engine.run(enriched, now, wall).await
+    }
+
+    /// [`Job::aggregate`] of one batch on a thread of its own while this thread enriches the
+    /// next one (`next`, with its wall time; see [`Job::enrich`]): enrichment and the window
+    /// engine hold disjoint state, so the two stages use two cores. The results are the same
+    /// as one after the other (the engine never reads enrichment's state, and enrichment of
+    /// the next batch does not depend on the engine's), and so are the records, as the engine
+    /// sees its batches in order; only the wall times of the stages overlap.
+    ///
+    /// `runtime` is entered on the engine's thread (DataFusion may spawn tasks on it: the
+    /// engine's plans have one partition and do not, but a multi-threaded runtime keeps that
+    /// safe should a plan change).
+    pub fn aggregate_beside(
+        &mut self,
+        enriched: Enriched,
+        now: Instant,
+        wall: DateTime<Utc>,
+        next: (&RecordBatch, Instant),
+        before_next: impl FnOnce(&mut Enrichment),
+        runtime: &tokio::runtime::Handle,
+    ) -> (anyhow::Result<Step>, anyhow::Result<(Enriched, Duration)>) {
+        let mut engine = EnginePart {
+            engine: &mut self.engine,
+            early_interval: self.early_interval,
+            last_early: &mut self.last_early,
         };
-        Ok(Step {
-            enriched,
-            records,
-            times,
+        let enrichment = &mut self.enrichment;
+        std::thread::scope(|s| {
+            let worker = std::thread::Builder::new()
+                .name("cluetrain-windows".into())
+                .spawn_scoped(s, move || {
+                    let _entered = runtime.enter();
+                    futures::executor::block_on(engine.run(enriched, now, wall))
+                });
+            before_next(enrichment);
+            let (events, next_now) = next;
+            let started = Instant::now();
+            let next_enriched = enrichment
+                .process(events, next_now)
+                .context("enrichment")
+                .map(|e| (e, started.elapsed()));
+            let step = match worker {
+                Ok(handle) => handle.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "internal: the window engine's thread panicked"
+                    ))
+                }),
+                Err(e) => Err(anyhow::Error::new(e).context("starting the window engine's thread")),
+            };
+            (step, next_enriched)
         })
     }
 
@@ -175,5 +226,51 @@ impl Job {
             .await
             .context("window aggregation")?;
         Ok((self.engine.finish(wall), forwards))
+    }
+}
+
+/// The window engine's half of a step, borrowed from the job apart from enrichment.
+struct EnginePart<'a> {
+    engine: &'a mut WindowEngine,
+    early_interval: Duration,
+    last_early: &'a mut Option<Instant>,
+}
+
+impl EnginePart<'_> {
+    async fn run(
+        &mut self,
+        enriched: Enriched,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> anyhow::Result<Step> {
+        let started = Instant::now();
+        self.engine
+            .ingest(&enriched.facts)
+            .await
+            .context("window aggregation")?;
+        let ingested_at = Instant::now();
+        let mut records = match enriched.watermark {
+            Some(w) => self.engine.advance(w, wall),
+            None => Vec::new(),
+        };
+        if !self.early_interval.is_zero() {
+            let due = self
+                .last_early
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.early_interval);
+            if due {
+                *self.last_early = Some(now);
+                records.extend(self.engine.early(wall));
+            }
+        }
+        let times = StepTimes {
+            enrichment: Duration::ZERO,
+            windows_ingest: ingested_at - started,
+            windows_emit: ingested_at.elapsed(),
+        };
+        Ok(Step {
+            enriched,
+            records,
+            times,
+        })
     }
 }

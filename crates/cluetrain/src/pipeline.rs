@@ -62,6 +62,10 @@ pub struct RunReport {
     pub linkage_entries: usize,
     /// Where the pipeline task spent its time, summed over the run.
     pub stages: StageTimes,
+    /// Batches whose enrichment ran beside the window engine of the batch before
+    /// (`windows.overlap_enrichment`): their enrichment time is in `stages` and overlapped
+    /// the engine's.
+    pub overlapped_batches: u64,
 }
 
 /// Wall time of the pipeline task per stage, summed over a run: which stage holds the rate
@@ -516,7 +520,33 @@ pub async fn run(
         std::time::Duration::from_secs(60),
     ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A batch enriched beside the window engine of the one before (`Run::look_ahead`):
+    // completed before anything else, so the loop only waits, ticks or rebalances with
+    // enrichment and the engine at the same batch.
+    let mut ahead: Option<Prepared> = None;
+    let mut tick_due = false;
     loop {
+        if let Some(p) = ahead.take() {
+            let next = run.look_ahead(&mut batches, &rebalances, &mut tick, &mut tick_due);
+            match run.complete(p, next).await {
+                Ok(a) => ahead = a,
+                Err(e) => {
+                    handle.stop();
+                    failure = Some(e);
+                    break;
+                }
+            }
+            continue;
+        }
+        if tick_due {
+            tick_due = false;
+            if let Err(e) = run.tick().await {
+                handle.stop();
+                failure = Some(e);
+                break;
+            }
+            continue;
+        }
         let waiting = Instant::now();
         let batch = tokio::select! {
             b = batches.recv() => b,
@@ -558,10 +588,13 @@ pub async fn run(
         };
         let Some(batch) = batch else { break };
         run.report.stages.waiting += waiting.elapsed();
-        if let Err(e) = run.handle_batch(batch).await {
-            handle.stop();
-            failure = Some(e);
-            break;
+        match run.prepare(batch).await {
+            Ok(p) => ahead = Some(p),
+            Err(e) => {
+                handle.stop();
+                failure = Some(e);
+                break;
+            }
         }
     }
     run.report.timing.input_ended = Some(Instant::now());
@@ -683,6 +716,16 @@ enum CheckpointFailure {
     Store(anyhow::Error),
 }
 
+/// A batch through enrichment, waiting for the window engine and the rest of its handling.
+struct Prepared {
+    batch: IngestBatch,
+    arrived: Instant,
+    /// The pipeline watermark before its enrichment.
+    watermark_before: Option<i64>,
+    enriched: crate::enrichment::Enriched,
+    enrich_time: Duration,
+}
+
 /// What one run holds between batches.
 struct Run<'a> {
     config: &'a Config,
@@ -747,10 +790,15 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// One batch: dead letters, the job, its outputs, observers; then its acknowledgement
-    /// (without checkpoints) or its place in the next checkpoint. An error stops the run.
-    async fn handle_batch(&mut self, mut batch: IngestBatch) -> anyhow::Result<()> {
-        let config = self.config;
+    /// One batch, on its own: [`Run::prepare`], then [`Run::complete`] without a next one.
+    async fn handle_batch(&mut self, batch: IngestBatch) -> anyhow::Result<()> {
+        let p = self.prepare(batch).await?;
+        self.complete(p, None).await.map(|_| ())
+    }
+
+    /// What comes before a batch's enrichment: the trace, dropping what a checkpoint covers,
+    /// its dead letters (durable before anything else of it). Returns when it arrived.
+    async fn receive(&mut self, batch: &mut IngestBatch) -> anyhow::Result<Instant> {
         if tracing::enabled!(tracing::Level::TRACE) {
             let mut span: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
             if let (Some(parts), Some(offs)) = (
@@ -772,7 +820,7 @@ impl Run<'_> {
             }
             tracing::trace!(seq = batch.seq, offsets = ?batch.offsets, rows = ?span, "batch arrives");
         }
-        self.admit(&mut batch)?;
+        self.admit(batch)?;
         let started = Instant::now();
         if let Err(e) = self.dead_letters.publish(&batch.rejects).await {
             // Not acknowledged: its offsets stay uncommitted and the batch is read again.
@@ -784,23 +832,117 @@ impl Run<'_> {
         if batch.events.num_rows() > 0 {
             self.report.timing.first_events.get_or_insert(arrived);
         }
+        Ok(arrived)
+    }
+
+    /// A batch through [`Run::receive`] and enrichment.
+    async fn prepare(&mut self, mut batch: IngestBatch) -> anyhow::Result<Prepared> {
+        let arrived = self.receive(&mut batch).await?;
         self.job
             .enrichment
             .assignment(&batch.assigned, &batch.ended, arrived);
         let watermark_before = self.job.enrichment.watermark();
-        let step = match self
-            .job
-            .process(&batch.events, Instant::now(), chrono::Utc::now())
-            .await
-        {
+        match self.job.enrich(&batch.events, Instant::now()) {
+            Ok((enriched, took)) => Ok(Prepared {
+                batch,
+                arrived,
+                watermark_before,
+                enriched,
+                enrich_time: took,
+            }),
+            Err(e) => {
+                // A wiring bug (the batch lacks a column): stop without acknowledging.
+                error!(error = %format!("{e:#}"), "stopping: processing failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the next queued batch may go through enrichment beside the window engine of
+    /// the current one, and if so that batch. Not when overlapping is off
+    /// (`windows.overlap_enrichment`), nor when the tick is due or a rebalance waits: both
+    /// need enrichment and the engine at the same batch (a checkpoint is the state of both at
+    /// one offset), so the chain of overlapped batches ends there and the tick or rebalance
+    /// runs with nothing enriched ahead.
+    fn look_ahead(
+        &self,
+        batches: &mut tokio::sync::mpsc::Receiver<IngestBatch>,
+        rebalances: &tokio::sync::mpsc::Receiver<source::Rebalanced>,
+        tick: &mut tokio::time::Interval,
+        tick_due: &mut bool,
+    ) -> Option<IngestBatch> {
+        use futures::FutureExt;
+        if !self.config.windows.overlap_enrichment || *tick_due {
+            return None;
+        }
+        // `Interval::tick` is cancellation safe: polled once here, a tick that is ready is
+        // taken (and run by the loop once this batch is done); one that is not stays.
+        if tick.tick().now_or_never().is_some() {
+            *tick_due = true;
+            return None;
+        }
+        if !rebalances.is_empty() {
+            return None;
+        }
+        batches.try_recv().ok()
+    }
+
+    /// The rest of a prepared batch: the window engine, its outputs, observers; then its
+    /// acknowledgement (without checkpoints) or its place in the next checkpoint. With `next`,
+    /// the engine runs on a thread of its own while this one receives and enriches `next`,
+    /// which is returned prepared, to be completed next (in order: nothing of `next` is
+    /// published before this batch's records). An error stops the run.
+    async fn complete(
+        &mut self,
+        p: Prepared,
+        next: Option<IngestBatch>,
+    ) -> anyhow::Result<Option<Prepared>> {
+        let config = self.config;
+        let Prepared {
+            batch,
+            arrived,
+            watermark_before,
+            enriched,
+            enrich_time,
+        } = p;
+        let (step, ahead) = match next {
+            None => (
+                self.job
+                    .aggregate(enriched, Instant::now(), chrono::Utc::now())
+                    .await,
+                None,
+            ),
+            Some(mut next) => {
+                let next_arrived = self.receive(&mut next).await?;
+                let runtime = tokio::runtime::Handle::current();
+                let mut next_watermark_before = None;
+                let (step, next_enriched) = self.job.aggregate_beside(
+                    enriched,
+                    Instant::now(),
+                    chrono::Utc::now(),
+                    (&next.events, Instant::now()),
+                    |e| {
+                        e.assignment(&next.assigned, &next.ended, next_arrived);
+                        next_watermark_before = e.watermark();
+                    },
+                    &runtime,
+                );
+                self.report.overlapped_batches += 1;
+                (
+                    step,
+                    Some((next, next_arrived, next_watermark_before, next_enriched)),
+                )
+            }
+        };
+        let mut step = match step {
             Ok(s) => s,
             Err(e) => {
-                // A wiring bug (the batch lacks a column, a query failed): stop without
-                // acknowledging.
+                // A wiring bug (a query failed): stop without acknowledging.
                 error!(error = %format!("{e:#}"), "stopping: processing failed");
                 return Err(e);
             }
         };
+        step.times.enrichment = enrich_time;
         let stages = &mut self.report.stages;
         stages.enrichment += step.times.enrichment;
         stages.windows_ingest += step.times.windows_ingest;
@@ -900,7 +1042,20 @@ impl Run<'_> {
             }
             None => self.acker.ack(&batch),
         }
-        Ok(())
+        match ahead {
+            None => Ok(None),
+            Some((batch, arrived, watermark_before, Ok((enriched, took)))) => Ok(Some(Prepared {
+                batch,
+                arrived,
+                watermark_before,
+                enriched,
+                enrich_time: took,
+            })),
+            Some((_, _, _, Err(e))) => {
+                error!(error = %format!("{e:#}"), "stopping: processing failed");
+                Err(e)
+            }
+        }
     }
 
     /// The periodic work: open conversations, Parquet, checkpoints. An error stops the run.
@@ -1352,6 +1507,8 @@ impl RunReport {
                 "max": delays.last(),
             },
             "linkage_entries": self.linkage_entries,
+            "batches": self.batches,
+            "overlapped_batches": self.overlapped_batches,
             "stage_seconds": self.stages.json(),
             "process": crate::resources::current(),
         })

@@ -620,6 +620,10 @@ pub struct WindowsConfig {
     /// record at close and the final are never held back.
     #[serde(with = "humantime_serde")]
     pub revision_interval: Duration,
+    /// Run the window engine of a micro-batch on a thread of its own while the next batch,
+    /// when one is already queued, goes through enrichment: the two stages on two cores (the
+    /// records are the same either way). false = one after the other on the pipeline task.
+    pub overlap_enrichment: bool,
     /// Window records held in memory; beyond it the oldest are finalised early
     /// (cluetrain_windows_forced_final_total).
     pub open_windows_max: usize,
@@ -650,6 +654,7 @@ impl Default for WindowsConfig {
             allowed_lateness: Duration::from_secs(300),
             early_results_interval: Duration::ZERO,
             revision_interval: Duration::from_secs(1),
+            overlap_enrichment: true,
             open_windows_max: 200_000,
             response_times_per_window_max: 100_000,
             conversations_per_window_max: 100_000,
