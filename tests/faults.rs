@@ -463,12 +463,16 @@ async fn kill_9_at_random_moments_then_restart_gives_the_uninterrupted_result() 
         killed >= 3,
         "the run was killed at least three times ({killed})"
     );
-    assert!(
-        !checkpoint_files(&victim.checkpoints, 0).is_empty(),
-        "the killed runs wrote checkpoints"
-    );
-    // (d) Damage the newest checkpoint of partition 0: the restart must say so and fall back.
-    let newest = checkpoint_files(&victim.checkpoints, 0)[0].clone();
+    // (d) Damage the newest checkpoint of the partition with the most of them: the restart
+    // must say so and fall back. (Not a fixed partition: the kills come at random moments,
+    // and on a loaded machine the killed runs got as far as checkpointing one partition only,
+    // partition 3 in a CI run: "the killed runs wrote checkpoints" of partition 0 then failed.)
+    let files = (0..PARTITIONS)
+        .map(|p| checkpoint_files(&victim.checkpoints, p))
+        .max_by_key(Vec::len)
+        .unwrap_or_default();
+    assert!(!files.is_empty(), "the killed runs wrote checkpoints");
+    let newest = files[0].clone();
     let len = std::fs::metadata(&newest).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
