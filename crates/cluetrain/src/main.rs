@@ -12,13 +12,6 @@ use cluetrain::pipeline::{self, Observers};
 use cluetrain::settings::{self, LoadError};
 use ingest::RunMode;
 
-/// mimalloc instead of glibc's malloc: the pipeline allocates and frees millions of small
-/// strings and vectors (linkage nodes, pane values, Arrow buffers) on several threads. Measured
-/// with `cargo xtask bench` (README, Performance): malloc/free were ~17 % of the process's self
-/// time with glibc, and glibc's per-thread arenas kept freed memory as RSS.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit status for configuration errors (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 
