@@ -116,28 +116,13 @@ pub async fn run_input_restoring(
         if let Some(w) = v["_wall_seconds"].as_f64() {
             offset_s = w;
         }
-        if let Some(parts) = v["_assigned"].as_array() {
-            // The consumer's assignment, as the source reports it with each batch.
-            let parts: Vec<i32> = parts
-                .iter()
-                .filter_map(|p| i32::try_from(p.as_i64()?).ok())
-                .collect();
+        if let Some(parts) = assigned(&v) {
             partitions.extend(parts.iter().copied());
             job.enrichment
                 .assignment(&parts, &[], base + Duration::from_secs_f64(offset_s));
             continue;
         }
-        let mut b = EventBatchBuilder::with_capacity(1);
-        decoder
-            .decode_into(
-                Some(line.as_bytes()),
-                chrono::Utc::now().timestamp_micros(),
-                &mut b,
-                partition,
-                n as i64,
-            )
-            .unwrap_or_else(|e| panic!("{} line {}: {e:?}", dir.display(), n + 1));
-        let batch = b.finish().unwrap();
+        let batch = decode_line(&decoder, dir, line, partition, n);
         let step = job
             .process(
                 &batch,
@@ -146,19 +131,7 @@ pub async fn run_input_restoring(
             )
             .await
             .unwrap();
-        for r in &step.records {
-            out.push(serde_json::to_value(r).unwrap());
-            exported(serde_json::to_string(r).unwrap());
-        }
-        for &row in &step.enriched.late {
-            let e = cluetrain::outputs::event_json(&step.enriched.batch, row);
-            out.push(serde_json::json!({"late": e["event_id"]}));
-            exported(e.to_string());
-        }
-        for f in &step.enriched.forwards {
-            out.push(serde_json::json!({"forward": f.json["event_id"], "topic": f.topic}));
-            exported(f.json.to_string());
-        }
+        push_step(&mut out, &step, exported);
         for c in [
             model::schema::col::AUTHOR_ID,
             model::schema::col::AUTHOR_HANDLE,
@@ -170,14 +143,7 @@ pub async fn run_input_restoring(
         exported(format!("{:?}", job.enrichment.open_inbound(1000).0));
     }
     let (records, forwards) = job.finish(wall_at(wall, offset_s)).await.unwrap();
-    for r in &records {
-        out.push(serde_json::to_value(r).unwrap());
-        exported(serde_json::to_string(r).unwrap());
-    }
-    for f in &forwards {
-        out.push(serde_json::json!({"forward": f.json["event_id"], "topic": f.topic}));
-        exported(f.json.to_string());
-    }
+    push_outputs(&mut out, &records, &[], &forwards, exported);
     exported(format!("{:?}", job.finished_links));
     out
 }
@@ -217,41 +183,29 @@ pub async fn run_case_overlapped(dir: &Path) -> Vec<Value> {
             offset_s = w;
         }
         let now = base + Duration::from_secs_f64(offset_s);
-        if let Some(parts) = v["_assigned"].as_array() {
+        if let Some(parts) = assigned(&v) {
             if let Some((e, at, w)) = pending.take() {
-                push_step(&mut out, &job.aggregate(e, at, w).await.unwrap());
+                let step = job.aggregate(e, at, w).await.unwrap();
+                push_step(&mut out, &step, &mut |_| {});
             }
-            let parts: Vec<i32> = parts
-                .iter()
-                .filter_map(|p| i32::try_from(p.as_i64()?).ok())
-                .collect();
             job.enrichment.assignment(&parts, &[], now);
             continue;
         }
-        let mut b = EventBatchBuilder::with_capacity(1);
-        decoder
-            .decode_into(
-                Some(line.as_bytes()),
-                chrono::Utc::now().timestamp_micros(),
-                &mut b,
-                partition,
-                n as i64,
-            )
-            .unwrap_or_else(|e| panic!("{} line {}: {e:?}", dir.display(), n + 1));
-        let batch = b.finish().unwrap();
+        let batch = decode_line(&decoder, dir, line, partition, n);
         let next = match pending.take() {
             None => job.enrich(&batch, now).unwrap().0,
             Some((e, at, w)) => {
                 overlapped += 1;
                 let (step, next) = job.aggregate_beside(e, at, w, (&batch, now), |_| {}, &runtime);
-                push_step(&mut out, &step.unwrap());
+                push_step(&mut out, &step.unwrap(), &mut |_| {});
                 next.unwrap().0
             }
         };
         pending = Some((next, now, wall_at(wall, offset_s)));
     }
     if let Some((e, at, w)) = pending.take() {
-        push_step(&mut out, &job.aggregate(e, at, w).await.unwrap());
+        let step = job.aggregate(e, at, w).await.unwrap();
+        push_step(&mut out, &step, &mut |_| {});
     }
     assert!(
         overlapped > 0 || input.lines().count() < 3,
@@ -259,27 +213,75 @@ pub async fn run_case_overlapped(dir: &Path) -> Vec<Value> {
         dir.display()
     );
     let (records, forwards) = job.finish(wall_at(wall, offset_s)).await.unwrap();
-    for r in &records {
-        out.push(serde_json::to_value(r).unwrap());
-    }
-    for f in &forwards {
-        out.push(serde_json::json!({"forward": f.json["event_id"], "topic": f.topic}));
-    }
+    push_outputs(&mut out, &records, &[], &forwards, &mut |_| {});
     out
 }
 
-/// A step's records, late events and forwards, as [`run_input`] writes them.
-fn push_step(out: &mut Vec<Value>, step: &cluetrain::job::Step) {
-    for r in &step.records {
+/// A step's records, late events and forwards: into the case's output lines, and as text
+/// into `exported`.
+fn push_step(out: &mut Vec<Value>, step: &cluetrain::job::Step, exported: &mut dyn FnMut(String)) {
+    let late: Vec<Value> = step
+        .enriched
+        .late
+        .iter()
+        .map(|&row| cluetrain::outputs::event_json(&step.enriched.batch, row))
+        .collect();
+    push_outputs(out, &step.records, &late, &step.enriched.forwards, exported);
+}
+
+/// Window records, late events (as JSON) and forwards, in that order.
+fn push_outputs(
+    out: &mut Vec<Value>,
+    records: &[model::WindowRecord],
+    late: &[Value],
+    forwards: &[cluetrain::enrichment::Forward],
+    exported: &mut dyn FnMut(String),
+) {
+    for r in records {
         out.push(serde_json::to_value(r).unwrap());
+        exported(serde_json::to_string(r).unwrap());
     }
-    for &row in &step.enriched.late {
-        let e = cluetrain::outputs::event_json(&step.enriched.batch, row);
+    for e in late {
         out.push(serde_json::json!({"late": e["event_id"]}));
+        exported(e.to_string());
     }
-    for f in &step.enriched.forwards {
+    for f in forwards {
         out.push(serde_json::json!({"forward": f.json["event_id"], "topic": f.topic}));
+        exported(f.json.to_string());
     }
+}
+
+/// The partitions of an assignment line (`_assigned`: the consumer's assignment, as the
+/// source reports it with each batch).
+fn assigned(v: &Value) -> Option<Vec<i32>> {
+    let parts = v["_assigned"].as_array()?;
+    Some(
+        parts
+            .iter()
+            .filter_map(|p| i32::try_from(p.as_i64()?).ok())
+            .collect(),
+    )
+}
+
+/// Line `n` of a case as a batch of one event read from `partition` at offset `n`.
+fn decode_line(
+    decoder: &Decoder,
+    dir: &Path,
+    line: &str,
+    partition: i32,
+    n: usize,
+) -> arrow_array::RecordBatch {
+    let mut b = EventBatchBuilder::with_capacity(1);
+    decoder
+        .decode_into(
+            Some(line.as_bytes()),
+            chrono::Utc::now().timestamp_micros(),
+            &mut b,
+            partition,
+            n as i64,
+        )
+        .unwrap_or_else(|e| panic!("{} line {}: {e:?}", dir.display(), n + 1));
+    b.finish().unwrap()
 }
 
 /// The final records of a case's expected output, keyed for comparison across runs that

@@ -160,9 +160,9 @@ impl Job {
     /// the next batch does not depend on the engine's), and so are the records, as the engine
     /// sees its batches in order; only the wall times of the stages overlap.
     ///
-    /// `runtime` is entered on the engine's thread (DataFusion may spawn tasks on it: the
-    /// engine's plans have one partition and do not, but a multi-threaded runtime keeps that
-    /// safe should a plan change).
+    /// `runtime` is entered on the engine's thread, so that a task DataFusion spawns (a plan
+    /// with more than one partition would; the engine's run with `target_partitions = 1`)
+    /// runs on it. It must be multi-threaded: this thread blocks until the engine is done.
     pub fn aggregate_beside(
         &mut self,
         enriched: Enriched,
