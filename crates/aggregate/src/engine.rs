@@ -338,6 +338,9 @@ pub struct WindowEngine {
     /// Per brand restored from a checkpoint: the watermark its windows had been finalised up
     /// to (see [`EngineSlice`]).
     brand_floors: HashMap<String, i64>,
+    /// Since the last [`WindowEngine::reset`], a partition came back whose windows never saw
+    /// a watermark: the engine's restarts unknown (see [`WindowEngine::start_unjudged`]).
+    unjudged: bool,
     stats: EngineStats,
 }
 
@@ -372,6 +375,7 @@ impl WindowEngine {
             watermark: None,
             final_floor: None,
             brand_floors: HashMap::new(),
+            unjudged: false,
             stats: EngineStats::default(),
         }
     }
@@ -471,10 +475,26 @@ impl WindowEngine {
             *e = (*e).max(f);
         }
         // The lowest restored watermark: windows of a partition taken over from an instance
-        // that was behind must not close before its events arrive.
-        if let Some(w) = slice.watermark {
-            self.watermark = Some(self.watermark.map_or(w, |c| c.min(w)));
+        // that was behind must not close before its events arrive. A slice taken before its
+        // engine ever had a watermark is the lowest of all.
+        match slice.watermark {
+            Some(w) if !self.unjudged => {
+                self.watermark = Some(self.watermark.map_or(w, |c| c.min(w)));
+            }
+            Some(_) => {}
+            None => self.start_unjudged(),
         }
+    }
+
+    /// A partition of a rebalance comes back whose windows never saw a watermark (no
+    /// checkpoint, or one taken before the first advance): the engine's watermark restarts
+    /// unknown until the next [`WindowEngine::advance`]. Otherwise the watermark of the other
+    /// restored partitions would be every one of its brands' floor ([`WindowEngine::floor`]),
+    /// and its backlog's facts would be counted as after-final instead of applied. The brands
+    /// of the other partitions keep their floors from their checkpoints.
+    pub fn start_unjudged(&mut self) {
+        self.unjudged = true;
+        self.watermark = None;
     }
 
     /// Drops every window and the engine's watermark (before restoring the partitions a
@@ -491,6 +511,7 @@ impl WindowEngine {
         self.watermark = None;
         self.final_floor = None;
         self.brand_floors.clear();
+        self.unjudged = false;
     }
 
     /// Counters so far.
@@ -852,6 +873,7 @@ impl WindowEngine {
     pub fn advance(&mut self, watermark: i64, emitted_at: DateTime<Utc>) -> Vec<WindowRecord> {
         let wm = self.watermark.map_or(watermark, |w| w.max(watermark));
         self.watermark = Some(wm);
+        self.unjudged = false;
         let mut out = std::mem::take(&mut self.forced);
         // Closing: emitted now whatever the revision interval (the latency of window records
         // is measured from here).

@@ -54,6 +54,10 @@ pub struct Watermarks {
     current: Option<i64>,
     /// Per restored partition, the pipeline watermark when its checkpoint was taken.
     floors: BTreeMap<i32, i64>,
+    /// Since the last [`Watermarks::reset`], a partition came back whose events were never
+    /// judged against any watermark (its checkpoint has none, or it has no checkpoint): the
+    /// pipeline watermark restarts unknown, whatever the other restored partitions had.
+    unjudged: bool,
 }
 
 impl Watermarks {
@@ -64,6 +68,7 @@ impl Watermarks {
             partitions: BTreeMap::new(),
             current: None,
             floors: BTreeMap::new(),
+            unjudged: false,
         }
     }
 
@@ -136,10 +141,30 @@ impl Watermarks {
                 ended: false,
             },
         );
-        if let Some(p) = s.pipeline {
-            self.floors.insert(partition, p);
-            self.current = Some(self.current.map_or(p, |c| c.min(p)));
+        match s.pipeline {
+            Some(p) => {
+                self.floors.insert(partition, p);
+                if !self.unjudged {
+                    self.current = Some(self.current.map_or(p, |c| c.min(p)));
+                }
+            }
+            // Its previous owner never had a watermark (say, an assigned partition without
+            // events held it back all along): its events were judged against nothing, so they
+            // must not be judged against the other partitions' watermark here either.
+            None => self.start_unjudged(),
         }
+    }
+
+    /// A partition of a rebalance comes back without a checkpoint (it starts with empty state
+    /// at its committed offset, or is read again from its beginning): like a partition whose
+    /// checkpoint has no watermark, its events were never judged, and the pipeline watermark
+    /// restarts unknown until [`Watermarks::advance`] computes it from every partition. The
+    /// other partitions keep their floors ([`Watermarks::effective`]): what was late on them
+    /// stays late. Without this, a partition handed over from an instance that was held back
+    /// would have its whole backlog judged late against this instance's watermark.
+    pub fn start_unjudged(&mut self) {
+        self.unjudged = true;
+        self.current = None;
     }
 
     /// Forgets every partition and the pipeline watermark, before the partitions of a
@@ -148,6 +173,7 @@ impl Watermarks {
         self.partitions.clear();
         self.floors.clear();
         self.current = None;
+        self.unjudged = false;
     }
 
     /// The watermark `partition`'s events are judged against: the pipeline watermark, or the
@@ -192,6 +218,7 @@ impl Watermarks {
         }
         if !blocked && let Some(candidate) = active_min.or(all_max) {
             self.current = Some(self.current.map_or(candidate, |c| c.max(candidate)));
+            self.unjudged = false;
         }
         self.current
     }
@@ -306,5 +333,54 @@ mod tests {
         // Revoked partitions are forgotten.
         w.assign(&[1], later);
         assert_eq!(w.partition(0), None);
+    }
+
+    fn restored(max: i64, pipeline: Option<i64>) -> PartitionWatermark {
+        PartitionWatermark {
+            max_event_time: Some(max),
+            idle: false,
+            pipeline,
+        }
+    }
+
+    #[test]
+    fn a_restored_partition_never_judged_is_not_judged_against_the_others() {
+        // Takeover: partitions 2 and 3 were far ahead here; partition 0 comes from an
+        // instance whose watermark an empty partition held back, so it has none.
+        let t0 = Instant::now();
+        for order in [[0, 2, 3], [2, 3, 0], [2, 0, 3]] {
+            let mut w = Watermarks::new(cfg());
+            w.reset();
+            for p in order {
+                match p {
+                    0 => w.restore(0, restored(20 * S, None), t0),
+                    _ => w.restore(p, restored(500 * S, Some(495 * S)), t0),
+                }
+            }
+            assert_eq!(w.current(), None, "restored in the order {order:?}");
+            assert!(
+                !w.is_late_on(0, 12 * S, 0),
+                "partition 0's backlog is on time ({order:?})"
+            );
+            assert!(
+                w.is_late_on(2, 400 * S, 0),
+                "what was late on partition 2 stays late ({order:?})"
+            );
+            w.observe(0, 30 * S, t0);
+            assert_eq!(w.advance(t0), Some(25 * S), "min over partitions");
+            // The next rebalance starts judged again.
+            w.reset();
+            w.restore(2, restored(500 * S, Some(495 * S)), t0);
+            assert_eq!(w.current(), Some(495 * S));
+        }
+        // A partition without a checkpoint: the same.
+        let mut w = Watermarks::new(cfg());
+        w.restore(2, restored(500 * S, Some(495 * S)), t0);
+        w.start_unjudged();
+        w.restore(3, restored(400 * S, Some(395 * S)), t0);
+        assert_eq!(w.current(), None);
+        w.observe(1, 10 * S, t0);
+        assert_eq!(w.advance(t0), Some(5 * S));
+        assert!(!w.is_late_on(1, 6 * S, 0));
     }
 }

@@ -454,6 +454,12 @@ impl Enrichment {
         self.brand_partition.clear();
     }
 
+    /// A partition comes back without a checkpoint: the pipeline watermark restarts unknown
+    /// ([`aggregate::Watermarks::start_unjudged`]).
+    pub fn start_unjudged(&mut self) {
+        self.watermarks.start_unjudged();
+    }
+
     /// Takes `partition`'s state back from a checkpoint, observed at wall time `now`.
     pub fn restore(&mut self, partition: i32, slice: EnrichSlice, now: Instant) {
         // The checkpoint's tags index its writer's platform table; map them onto ours.

@@ -112,6 +112,16 @@ impl Job {
         self.finished_links.clear();
     }
 
+    /// A partition of a rebalance comes back without a checkpoint (empty state at its committed
+    /// offset, or read again from its beginning): its events were never judged against a
+    /// watermark, so enrichment's and the engine's restart unknown instead of at the other
+    /// restored partitions' (which keep their own floors). See
+    /// [`aggregate::Watermarks::start_unjudged`].
+    pub fn start_unjudged(&mut self) {
+        self.enrichment.start_unjudged();
+        self.engine.start_unjudged();
+    }
+
     /// Processes one batch of decoded events observed at wall time `now` (`wall` stamps the
     /// records' `emitted_at`): [`Job::enrich`], then [`Job::aggregate`].
     pub async fn process(

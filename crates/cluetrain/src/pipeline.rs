@@ -1292,6 +1292,7 @@ impl Run<'_> {
                         partition = p,
                         "no checkpoint: the partition starts with empty state at its committed offset"
                     );
+                    self.job.start_unjudged();
                     "empty"
                 }
                 None => {
@@ -1310,6 +1311,7 @@ impl Run<'_> {
                         partition: p,
                         next_offset: 0,
                     });
+                    self.job.start_unjudged();
                     "replayed"
                 }
             };
