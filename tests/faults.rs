@@ -641,6 +641,16 @@ async fn the_survivor_takes_over_a_killed_instances_partitions() {
                 >= 2,
         "the survivor restored partitions from checkpoints:\n{second_log}"
     );
+    // The input has no late events: a partition taken over is judged against its own past,
+    // not against the watermark of the partitions the survivor kept (ARCHITECTURE.md).
+    let stopped = second_log
+        .lines()
+        .filter(|l| l.contains("pipeline stopped"))
+        .collect::<Vec<_>>();
+    assert!(
+        stopped.len() == 1 && stopped[0].contains(" late_events=0 "),
+        "the survivor judged no event late: {stopped:?}"
+    );
     let (summary, _) = a.run_to_end();
     assert_eq!(summary["late_events"], 0, "{summary}");
     let got = final_figures(
