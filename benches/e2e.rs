@@ -131,6 +131,21 @@ struct DrainArgs {
     /// librdkafka fetch.wait.max.ms (cluetrain's default kafka.fetch_wait_max).
     #[arg(long, default_value_t = 10)]
     fetch_wait_max_ms: u32,
+    /// librdkafka queued.min.messages: messages prefetched per partition. The drain keeps
+    /// librdkafka's default (100,000), the I/O limit; cluetrain's kafka.prefetch_messages_max
+    /// is lower (20,000), and a drain at that value shows whether it costs reading speed.
+    #[arg(long, default_value_t = 100_000)]
+    queued_min_messages: u32,
+    /// Read at most this many messages per second (0: as fast as they come), standing in for
+    /// a pipeline slower than the fetcher: the prefetch queues then fill up and their bounds
+    /// bite. `empty_poll_seconds` in the figures is the time the reader found nothing
+    /// prefetched while input remained, the cost of a bound set too low.
+    #[arg(long, default_value_t = 0)]
+    pace: u32,
+    /// librdkafka fetch.queue.backoff.ms: how long a partition's fetching pauses once its
+    /// prefetch queue is at a bound (librdkafka's default 1000).
+    #[arg(long, default_value_t = 1000)]
+    fetch_queue_backoff_ms: u32,
     /// librdkafka max.partition.fetch.bytes (cluetrain's default kafka.partition_fetch_bytes_max).
     #[arg(long, default_value_t = 1_048_576)]
     partition_fetch_bytes_max: u32,
@@ -158,6 +173,11 @@ fn drain(a: &DrainArgs) -> anyhow::Result<Value> {
         .set("enable.partition.eof", "true")
         .set("fetch.min.bytes", a.fetch_min_bytes.to_string())
         .set("fetch.wait.max.ms", a.fetch_wait_max_ms.to_string())
+        .set("queued.min.messages", a.queued_min_messages.to_string())
+        .set(
+            "fetch.queue.backoff.ms",
+            a.fetch_queue_backoff_ms.to_string(),
+        )
         .set(
             "max.partition.fetch.bytes",
             a.partition_fetch_bytes_max.to_string(),
@@ -171,12 +191,22 @@ fn drain(a: &DrainArgs) -> anyhow::Result<Value> {
     }
     consumer.assign(&tpl).context("assigning")?;
     let started = Instant::now();
-    let mut first = None;
+    let mut first: Option<Instant> = None;
     let mut last = started;
     let mut messages = 0u64;
     let mut bytes = 0u64;
     let mut at_end = vec![false; usize::try_from(a.partitions).unwrap_or(0)];
+    let mut empty_polls = Duration::ZERO;
     loop {
+        if a.pace > 0
+            && let Some(f) = first
+        {
+            let due = f + Duration::from_secs_f64(messages as f64 / f64::from(a.pace));
+            if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(ahead);
+            }
+        }
+        let polled = Instant::now();
         if started.elapsed() > DRAIN_TIMEOUT {
             bail!(
                 "drain: {messages} of {} messages after {DRAIN_TIMEOUT:?}",
@@ -203,7 +233,11 @@ fn drain(a: &DrainArgs) -> anyhow::Result<Value> {
                 }
             }
             Some(Err(e)) => eprintln!("drain: consumer error (retried): {e}"),
-            None => {}
+            None => {
+                if first.is_some() {
+                    empty_polls += polled.elapsed();
+                }
+            }
         }
         if messages >= a.expect && at_end.iter().all(|e| *e) {
             break;
@@ -217,6 +251,10 @@ fn drain(a: &DrainArgs) -> anyhow::Result<Value> {
         "payload_bytes": bytes,
         "seconds": seconds,
         "events_per_second": rate,
+        "empty_poll_seconds": empty_polls.as_secs_f64(),
+        "queued_min_messages": a.queued_min_messages,
+        "pace": a.pace,
+        "fetch_queue_backoff_ms": a.fetch_queue_backoff_ms,
         "process": process_usage(Path::new("/proc/self")),
     }))
 }

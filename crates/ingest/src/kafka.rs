@@ -62,6 +62,14 @@ pub fn client_config(kafka: &KafkaConfig, role: Role) -> ClientConfig {
                 "queued.max.messages.kbytes",
                 kafka.prefetch_bytes_max.div_ceil(1024).to_string(),
             );
+            c.set(
+                "queued.min.messages",
+                kafka.prefetch_messages_max.to_string(),
+            );
+            c.set(
+                "fetch.queue.backoff.ms",
+                kafka.prefetch_backoff.as_millis().to_string(),
+            );
             // Consumer lag per partition comes from librdkafka's statistics.
             if !kafka.properties.contains_key("statistics.interval.ms")
                 && !kafka
@@ -104,6 +112,8 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(c.get("queued.min.messages"), Some("20000"));
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
         let p = client_config(&k, Role::Producer);
         assert_eq!(p.get("socket.timeout.ms"), Some("1000"));
         assert_eq!(p.get("acks"), Some("all"));

@@ -112,6 +112,10 @@ pub struct IngestMetrics {
     /// over partitions (librdkafka statistics `fetchq_size`; bounded by
     /// `kafka.prefetch_bytes_max`).
     pub prefetch_bytes: Gauge,
+    /// Messages prefetched by the consumer and not yet handed to the source, summed over
+    /// partitions (librdkafka statistics `fetchq_cnt`; bounded per partition by
+    /// `kafka.prefetch_messages_max`).
+    pub prefetch_messages: Gauge,
 }
 
 impl IngestMetrics {
@@ -183,6 +187,11 @@ impl IngestMetrics {
             "cluetrain_kafka_prefetch_bytes",
             "Input bytes prefetched by the consumer, not yet read (bounded by kafka.prefetch_bytes_max)",
             self.prefetch_bytes.clone(),
+        );
+        registry.register(
+            "cluetrain_kafka_prefetch_messages",
+            "Input messages prefetched by the consumer, not yet read (bounded per partition by kafka.prefetch_messages_max)",
+            self.prefetch_messages.clone(),
         );
         registry.register(
             "cluetrain_kafka_offsets_store_failures",

@@ -297,10 +297,11 @@ impl SourceContext {
 
 impl ClientContext for SourceContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let mut prefetched: u64 = 0;
+        let (mut prefetched, mut prefetched_messages): (u64, i64) = (0, 0);
         for topic in statistics.topics.values() {
             for (p, part) in &topic.partitions {
                 prefetched = prefetched.saturating_add(part.fetchq_size);
+                prefetched_messages = prefetched_messages.saturating_add(part.fetchq_cnt.max(0));
                 // -1 is librdkafka's internal "unassigned" partition; -1 lag = unknown yet.
                 if *p < 0 || part.consumer_lag < 0 {
                     continue;
@@ -316,6 +317,7 @@ impl ClientContext for SourceContext {
         self.metrics
             .prefetch_bytes
             .set(i64::try_from(prefetched).unwrap_or(i64::MAX));
+        self.metrics.prefetch_messages.set(prefetched_messages);
     }
 }
 
