@@ -398,10 +398,16 @@ impl WindowEngine {
         let floors = brands
             .iter()
             .filter_map(|b| {
-                let f = [self.watermark, self.brand_floors.get(*b).copied()]
-                    .into_iter()
-                    .flatten()
-                    .max()?;
+                // The instance-wide floor of forced finals goes with each brand: a restore
+                // elsewhere applies it to these brands only.
+                let f = [
+                    self.watermark,
+                    self.brand_floors.get(*b).copied(),
+                    self.final_floor,
+                ]
+                .into_iter()
+                .flatten()
+                .max()?;
                 Some(((*b).to_string(), f))
             })
             .collect();
@@ -446,7 +452,11 @@ impl WindowEngine {
     /// brands the engine does not hold).
     pub fn restore(&mut self, slice: EngineSlice) {
         let h = self.cfg.horizon_micros;
+        let mut slice_brands: std::collections::HashSet<String> = std::collections::HashSet::new();
         for (key, st) in slice.windows {
+            if slice.final_floor.is_some() && !slice_brands.contains(&key.group.brand) {
+                slice_brands.insert(key.group.brand.clone());
+            }
             let size = self
                 .cfg
                 .specs
@@ -466,11 +476,23 @@ impl WindowEngine {
         self.panes.extend(slice.panes);
         self.last_net.extend(slice.last_net);
         self.brand_inbound.extend(slice.brand_inbound);
-        self.final_floor = match (self.final_floor, slice.final_floor) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        // The slice's floor of forced finals holds for its own brands, not for every brand
+        // here: merged into this engine's instance-wide `final_floor`, a partition taken over
+        // from an instance that was behind would have its facts counted as after-final.
+        // (Snapshots fold it into each brand's floor; checkpoints written before that only
+        // carry it whole, so it is applied to the slice's brands here too.)
+        let mut floors: HashMap<String, i64> = HashMap::new();
+        if let Some(ff) = slice.final_floor {
+            for b in slice_brands {
+                floors.insert(b, ff);
+            }
+        }
         for (b, f) in slice.floors {
+            let f = slice.final_floor.map_or(f, |ff| f.max(ff));
+            let e = floors.entry(b).or_insert(f);
+            *e = (*e).max(f);
+        }
+        for (b, f) in floors {
             let e = self.brand_floors.entry(b).or_insert(f);
             *e = (*e).max(f);
         }
@@ -1551,5 +1573,40 @@ mod tests {
         assert_eq!(pane_micros(&[spec(3600, 3600)]), 3_600_000_000);
         // Coprime slides: one-second panes, still whole numbers of them per window.
         assert_eq!(pane_micros(&[spec(7, 7), spec(22, 11)]), 1_000_000);
+    }
+
+    fn slice(brand: &str, floor: i64, final_floor: Option<i64>) -> EngineSlice {
+        EngineSlice {
+            final_floor,
+            floors: vec![(brand.to_string(), floor)],
+            watermark: Some(floor),
+            ..EngineSlice::default()
+        }
+    }
+
+    #[test]
+    fn a_restored_floor_of_forced_finals_holds_for_its_own_brands_only() {
+        let cfg = EngineConfig {
+            specs: vec![spec(60, 60)],
+            group_by: GroupBy::default(),
+            horizon_micros: 3_600_000_000,
+            open_windows_max: 10,
+            values_per_window_max: 10,
+            conversations_per_window_max: 10,
+            competitors: HashMap::new(),
+            revision_interval_micros: 0,
+        };
+        // "fast" comes from an instance that forced windows final up to 900; "slow" from one
+        // that was behind (its windows final up to 100).
+        let mut e = WindowEngine::new(cfg);
+        e.reset();
+        e.restore(slice("fast", 500, Some(900)));
+        e.restore(slice("slow", 100, None));
+        assert_eq!(e.floor("fast"), Some(900));
+        assert_eq!(e.floor("slow"), Some(100), "not the other instance's 900");
+        assert_eq!(e.watermark(), Some(100));
+        // And the next snapshot carries "fast"'s floor with it.
+        let s = e.snapshot(&["fast"]);
+        assert_eq!(s.floors, vec![("fast".to_string(), 900)]);
     }
 }
