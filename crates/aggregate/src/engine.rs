@@ -452,11 +452,7 @@ impl WindowEngine {
     /// brands the engine does not hold).
     pub fn restore(&mut self, slice: EngineSlice) {
         let h = self.cfg.horizon_micros;
-        let mut slice_brands: std::collections::HashSet<String> = std::collections::HashSet::new();
         for (key, st) in slice.windows {
-            if slice.final_floor.is_some() && !slice_brands.contains(&key.group.brand) {
-                slice_brands.insert(key.group.brand.clone());
-            }
             let size = self
                 .cfg
                 .specs
@@ -479,20 +475,10 @@ impl WindowEngine {
         // The slice's floor of forced finals holds for its own brands, not for every brand
         // here: merged into this engine's instance-wide `final_floor`, a partition taken over
         // from an instance that was behind would have its facts counted as after-final.
-        // (Snapshots fold it into each brand's floor; checkpoints written before that only
-        // carry it whole, so it is applied to the slice's brands here too.)
-        let mut floors: HashMap<String, i64> = HashMap::new();
-        if let Some(ff) = slice.final_floor {
-            for b in slice_brands {
-                floors.insert(b, ff);
-            }
-        }
+        // Snapshots fold it into each brand's floor; checkpoints written before that carry
+        // it whole, so it is folded into the slice's brand floors here too.
         for (b, f) in slice.floors {
             let f = slice.final_floor.map_or(f, |ff| f.max(ff));
-            let e = floors.entry(b).or_insert(f);
-            *e = (*e).max(f);
-        }
-        for (b, f) in floors {
             let e = self.brand_floors.entry(b).or_insert(f);
             *e = (*e).max(f);
         }

@@ -662,12 +662,9 @@ mod tests {
             let p = m.key.bytes().map(usize::from).sum::<usize>() % 2;
             split[p].push(m);
         }
-        let batches = split.map(|msgs| {
-            let p = i32::from(
-                msgs.first()
-                    .is_some_and(|m| m.key.bytes().map(usize::from).sum::<usize>() % 2 == 1),
-            );
-            msgs.chunks(250)
+        let batches = [0, 1].map(|p: i32| {
+            split[p as usize]
+                .chunks(250)
                 .enumerate()
                 .map(|(c, chunk)| {
                     let mut b = model::EventBatchBuilder::with_capacity(chunk.len());
