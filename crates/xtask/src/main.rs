@@ -11,6 +11,8 @@
 //!   Criterion benches of `benches/`, one per stage (README, "Performance").
 //! * `vader-oracle`: regenerates the VADER reference scores with the Python package.
 //! * `check-layers`: only the layering check.
+//! * `tools`: only installs what `test` needs (Tansu, Prometheus) and checks kubectl. `.ci/run`
+//!   runs it beside clippy, so that a cold cache builds Tansu while clippy checks the workspace.
 //! * `fuzz <target> [--seconds N] [-- libFuzzer args]`: installs cargo-fuzz into the cache
 //!   directory if missing (pinned version) and runs a fuzz target on the stable toolchain
 //!   (docs/fuzzing.md).
@@ -74,10 +76,11 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "vader-oracle" => vader::run(rest).map(|()| ExitCode::SUCCESS),
         "check-layers" => check_layers().map(|()| ExitCode::SUCCESS),
+        "tools" => tools().map(|()| ExitCode::SUCCESS),
         "fuzz" => fuzz(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\n  test          fmt-independent full test run with a real Kafka broker (Tansu)\n  bench         end-to-end benchmark against Tansu (--events N --runs K --soak MIN); --stages: Criterion per stage\n  vader-oracle  regenerate the VADER reference scores (Python vaderSentiment 3.3.2)\n  check-layers  check that ingest, enrich and aggregate do not depend on each other\n  fuzz          run a cargo fuzz target: fuzz <decode|twcs> [--seconds N] [-- libFuzzer args]"
+                "usage: cargo xtask <task>\n\n  test          fmt-independent full test run with a real Kafka broker (Tansu)\n  bench         end-to-end benchmark against Tansu (--events N --runs K --soak MIN); --stages: Criterion per stage\n  vader-oracle  regenerate the VADER reference scores (Python vaderSentiment 3.3.2)\n  check-layers  check that ingest, enrich and aggregate do not depend on each other\n  tools         install what `test` needs (Tansu, Prometheus) and check kubectl\n  fuzz          run a cargo fuzz target: fuzz <decode|twcs> [--seconds N] [-- libFuzzer args]"
             );
             Ok(if task == "help" {
                 ExitCode::SUCCESS
@@ -184,6 +187,20 @@ fn check_layers() -> anyhow::Result<()> {
         }
     }
     eprintln!("ok: {} are independent", STAGES.join(", "));
+    Ok(())
+}
+
+/// What `test` needs besides the workspace, installed into the cache if missing.
+fn tools() -> anyhow::Result<()> {
+    let tansu = ensure_tansu()?;
+    let prometheus = ensure_prometheus()?;
+    let kubectl = ensure_kubectl()?;
+    eprintln!(
+        "ok: {}, {}, {}",
+        tansu.display(),
+        prometheus.display(),
+        kubectl.display()
+    );
     Ok(())
 }
 
