@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "vader-oracle" => vader::run(rest).map(|()| ExitCode::SUCCESS),
         "check-layers" => check_layers().map(|()| ExitCode::SUCCESS),
-        "tools" => tools().map(|()| ExitCode::SUCCESS),
+        "tools" => ensure_tools().map(|_| ExitCode::SUCCESS),
         "fuzz" => fuzz(rest),
         _ => {
             eprintln!(
@@ -190,18 +190,28 @@ fn check_layers() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `test` needs besides the workspace, installed into the cache if missing.
-fn tools() -> anyhow::Result<()> {
-    let tansu = ensure_tansu()?;
-    let prometheus = ensure_prometheus()?;
-    let kubectl = ensure_kubectl()?;
+/// What `test` needs besides the workspace.
+struct Tools {
+    tansu: PathBuf,
+    prometheus: PathBuf,
+    kubectl: PathBuf,
+}
+
+/// The tools `test` needs, installed into the cache if missing (`cargo xtask tools` alone, or
+/// the start of `cargo xtask test`).
+fn ensure_tools() -> anyhow::Result<Tools> {
+    let tools = Tools {
+        tansu: ensure_tansu()?,
+        prometheus: ensure_prometheus()?,
+        kubectl: ensure_kubectl()?,
+    };
     eprintln!(
         "ok: {}, {}, {}",
-        tansu.display(),
-        prometheus.display(),
-        kubectl.display()
+        tools.tansu.display(),
+        tools.prometheus.display(),
+        tools.kubectl.display()
     );
-    Ok(())
+    Ok(tools)
 }
 
 fn ensure_tansu() -> anyhow::Result<PathBuf> {
@@ -426,9 +436,11 @@ fn has_nextest() -> bool {
 fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     check_layers()?;
-    let tansu = ensure_tansu()?;
-    let prometheus = ensure_prometheus()?;
-    let kubectl = ensure_kubectl()?;
+    let Tools {
+        tansu,
+        prometheus,
+        kubectl,
+    } = ensure_tools()?;
     // Every target at once, the binary the CLI tests run included: the same feature
     // unification as the test run below, so dependencies (DataFusion above all) are built
     // once instead of once for the binary alone and again for the tests.
