@@ -62,8 +62,11 @@ use crate::job::Job;
 /// starts over from its committed offset without state (README, "Upgrading"). 3 (2026-12-02):
 /// incremental checkpoints (a `base` and linkage changes); a version 2 file is read as a full
 /// checkpoint (its fields are a subset), and a build that reads only 2 refuses a 3 instead of
-/// taking a delta for the whole state.
-pub const FORMAT_VERSION: u32 = 3;
+/// taking a delta for the whole state. 4 (2026-12-04): a linkage node is a CBOR array and
+/// its author a 64-bit key (`enrich::linkage`'s compact nodes); versions 2 and 3 (a map per
+/// node, the author's id) still read, and a build that reads only up to 3 refuses a 4 by
+/// its version rather than failing on its body.
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format this build reads.
 pub const FORMAT_VERSION_MIN: u32 = 2;
 /// File name ending of a full checkpoint, and of an incremental one.

@@ -14,11 +14,15 @@
 //! response horizon are dropped (`expired`), and beyond `entries_max` the oldest are evicted
 //! (`evicted`, the metric that shows the bound biting).
 
+mod nodes;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use model::EventKind;
 use serde::{Deserialize, Serialize};
+
+use nodes::{AuthorKey, Node, NodeOut, NodeWire, Nodes, Shared, Slot};
 
 /// The role of an event relative to its brand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -191,12 +195,6 @@ pub struct LinkStats {
     pub evicted: u64,
 }
 
-/// An id or name held by the state: one allocation shared by every place that holds it (a
-/// node's key, the age index, the conversation it roots, its children's `root`; a brand's
-/// name by all its nodes). Strings per node were most of linkage's memory: five heap strings
-/// per message for the last 24 h of messages.
-type Shared = Arc<str>;
-
 /// The state's maps, looked up several times per message: foldhash (seeded per process, like
 /// std's SipHash) instead of SipHash, which showed in `perf` of a bounded run. Iteration order
 /// reaches no output: `open_inbound` is unordered by contract, and the held reply released
@@ -214,7 +212,9 @@ type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// (`overflowed`): the next checkpoint is a full one.
 #[derive(Debug, Default)]
 struct Changes {
-    nodes: FastSet<Shared>,
+    /// Slots of messages added or changed (a slot freed is taken out, so a slot reused is
+    /// the new message's).
+    nodes: FastSet<Slot>,
     removed_nodes: FastSet<Shared>,
     conversations: FastSet<Shared>,
     removed_conversations: FastSet<Shared>,
@@ -222,13 +222,17 @@ struct Changes {
 }
 
 impl Changes {
-    fn node(&mut self, id: &Shared) {
+    fn node_added(&mut self, slot: Slot, id: &Shared) {
         self.removed_nodes.remove(id);
-        self.nodes.insert(id.clone());
+        self.nodes.insert(slot);
     }
 
-    fn node_removed(&mut self, id: &Shared, bound: usize) {
-        self.nodes.remove(id);
+    fn node_changed(&mut self, slot: Slot) {
+        self.nodes.insert(slot);
+    }
+
+    fn node_removed(&mut self, slot: Slot, id: &Shared, bound: usize) {
+        self.nodes.remove(&slot);
         self.removed_nodes.insert(id.clone());
         self.check(bound);
     }
@@ -260,7 +264,7 @@ impl Changes {
 /// [`Linker::delta`]). Held replies and counters are small and go whole.
 #[derive(Debug, Serialize)]
 pub struct LinkerDeltaRef<'a> {
-    nodes: Vec<(&'a Shared, &'a Node)>,
+    nodes: Vec<(&'a Shared, NodeOut<'a>)>,
     removed_nodes: Vec<&'a Shared>,
     conversations: Vec<(&'a Shared, &'a Conversation)>,
     removed_conversations: Vec<&'a Shared>,
@@ -286,25 +290,12 @@ impl LinkerDeltaRef<'_> {
 /// The changes of a linker as read back from an incremental checkpoint ([`Linker::apply`]).
 #[derive(Debug, Deserialize)]
 pub struct LinkerDelta {
-    nodes: Vec<(Shared, Node)>,
+    nodes: Vec<(Shared, NodeWire)>,
     removed_nodes: Vec<Shared>,
     conversations: Vec<(Shared, Conversation)>,
     removed_conversations: Vec<Shared>,
     held: FastMap<String, Vec<Held>>,
     stats: LinkStats,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Node {
-    brand: Shared,
-    author_id: Shared,
-    by_brand: bool,
-    role: Role,
-    root: Shared,
-    created_at: i64,
-    compound: f64,
-    answered: bool,
-    tag: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -378,7 +369,17 @@ struct Conversation {
     turns: u32,
     last_at: i64,
     /// Answered inbound messages waiting for their author's next message: (author, id).
-    awaiting_effect: Vec<(Shared, Shared)>,
+    awaiting_effect: Vec<(AuthorKey, Shared)>,
+}
+
+/// The parent of a message being linked, as linking reads it.
+struct Parent {
+    slot: Slot,
+    id: Shared,
+    root: Shared,
+    by_brand: bool,
+    role: Role,
+    brand: u32,
 }
 
 /// Bound on answered messages per conversation waiting for a next message (response effect).
@@ -392,19 +393,17 @@ const AWAITING_EFFECT_MAX: usize = 16;
 pub struct Linker {
     #[serde(skip)]
     cfg: LinkerConfig,
-    nodes: FastMap<Shared, Node>,
-    /// (created_at, id) of every node, oldest first: expiry and eviction order. Derived from
-    /// `nodes`, so not written to checkpoints.
+    /// The messages of the last horizon (see `nodes.rs`).
+    nodes: Nodes,
+    /// (created_at, slot) of every node, oldest first: expiry and eviction order (equal times
+    /// go in slot order). Derived from `nodes`, so not written to checkpoints.
     #[serde(skip)]
-    age: BTreeSet<(i64, Shared)>,
+    age: BTreeSet<(i64, Slot)>,
     /// Replies waiting for their parent, by parent id.
     held: FastMap<String, Vec<Held>>,
     held_count: usize,
     conversations: FastMap<Shared, Conversation>,
     stats: LinkStats,
-    /// Brand names, interned (derived: rebuilt on restore).
-    #[serde(skip)]
-    brands: HashSet<Shared>,
     /// Changes since the last checkpoint; `None` until the first one (and without
     /// checkpoints): nothing is tracked then.
     #[serde(skip)]
@@ -453,13 +452,12 @@ impl Linker {
     pub fn new(cfg: LinkerConfig) -> Self {
         Linker {
             cfg,
-            nodes: FastMap::default(),
+            nodes: Nodes::default(),
             age: BTreeSet::new(),
             held: FastMap::default(),
             held_count: 0,
             conversations: FastMap::default(),
             stats: LinkStats::default(),
-            brands: HashSet::new(),
             changes: None,
             scans: Scans::default(),
         }
@@ -480,7 +478,8 @@ impl Linker {
             nodes: c
                 .nodes
                 .iter()
-                .filter_map(|id| self.nodes.get_key_value(id))
+                .filter_map(|s| self.nodes.get(*s))
+                .map(|n| (&n.id, self.nodes.wire(n)))
                 .collect(),
             removed_nodes: c.removed_nodes.iter().collect(),
             conversations: c
@@ -498,25 +497,22 @@ impl Linker {
     /// (restore: the full checkpoint, then each delta in order, then [`Linker::restored`]).
     pub fn apply(&mut self, d: LinkerDelta) {
         for id in &d.removed_nodes {
-            self.nodes.remove(id);
+            if let Some(s) = self.nodes.find(id)
+                && let Some(n) = self.nodes.remove(s)
+            {
+                self.age.remove(&(n.created_at, s));
+            }
         }
         for r in &d.removed_conversations {
             self.conversations.remove(r);
         }
-        self.nodes.extend(d.nodes);
+        for (id, w) in d.nodes {
+            self.nodes.upsert(id, w);
+        }
         self.conversations.extend(d.conversations);
         self.held = d.held;
         self.stats = d.stats;
         self.scans = Scans::default();
-    }
-
-    fn brand(&mut self, b: &str) -> Shared {
-        if let Some(s) = self.brands.get(b) {
-            return s.clone();
-        }
-        let s: Shared = Arc::from(b);
-        self.brands.insert(s.clone());
-        s
     }
 
     /// Counters so far.
@@ -529,27 +525,20 @@ impl Linker {
     #[must_use]
     pub fn restored(mut self, cfg: LinkerConfig) -> Self {
         self.cfg = cfg;
-        // Deserialised strings are one allocation each: share them again as `link` does.
-        let keys: HashMap<Shared, Shared> =
-            self.nodes.keys().map(|k| (k.clone(), k.clone())).collect();
-        let mut brands = std::mem::take(&mut self.brands);
-        for n in self.nodes.values_mut() {
-            if let Some(k) = keys.get(&n.root) {
-                n.root = k.clone();
-            }
-            match brands.get(&n.brand) {
-                Some(b) => n.brand = b.clone(),
-                None => {
-                    brands.insert(n.brand.clone());
-                }
-            }
-        }
-        self.brands = brands;
-        self.age = self
+        // Deserialised strings are one allocation each: share a root's id with its replies
+        // again as `link` does.
+        let roots: Vec<(Slot, Shared)> = self
             .nodes
             .iter()
-            .map(|(id, n)| (n.created_at, id.clone()))
+            .filter(|(_, n)| !Arc::ptr_eq(&n.root, &n.id))
+            .filter_map(|(s, n)| Some((s, self.nodes.by_id(&n.root)?.id.clone())))
             .collect();
+        for (s, root) in roots {
+            if let Some(n) = self.nodes.get_mut(s) {
+                n.root = root;
+            }
+        }
+        self.age = self.nodes.iter().map(|(s, n)| (n.created_at, s)).collect();
         self.held_count = self.held.values().map(Vec::len).sum();
         self
     }
@@ -576,9 +565,9 @@ impl Linker {
         self.nodes
             .iter()
             .filter(|(_, n)| n.role == Role::Inbound && !n.answered)
-            .map(|(id, n)| OpenInbound {
-                event_id: id,
-                brand: &n.brand,
+            .map(|(_, n)| OpenInbound {
+                event_id: &n.id,
+                brand: self.nodes.brand(n.brand),
                 created_at: n.created_at,
                 tag: n.tag,
             })
@@ -597,12 +586,12 @@ impl Linker {
 
     /// Links one event; appends what became known to `out`.
     pub fn observe(&mut self, e: &LinkInput<'_>, out: &mut Vec<Linked>) {
-        if self.nodes.contains_key(e.event_id) {
+        if self.nodes.find(e.event_id).is_some() {
             self.stats.duplicates += 1;
             return;
         }
         match e.in_reply_to {
-            Some(parent) if parent != e.event_id && !self.nodes.contains_key(parent) => {
+            Some(parent) if parent != e.event_id && self.nodes.find(parent).is_none() => {
                 // The parent may still come: hold the reply until it does (or the horizon ends).
                 if self
                     .held
@@ -628,30 +617,44 @@ impl Linker {
 
     fn link(&mut self, e: &LinkInput<'_>, out: &mut Vec<Linked>) {
         let by_brand = self.is_brand_author(e);
-        let parent = e.in_reply_to.and_then(|p| self.nodes.get(p)).cloned();
+        let brand_i = self.nodes.brand_index(e.brand);
+        let brand = self.nodes.brand(brand_i).clone();
+        // What linking needs of the parent, copied out of the state it is about to change.
+        let parent = e
+            .in_reply_to
+            .and_then(|p| self.nodes.find(p))
+            .and_then(|s| {
+                let p = self.nodes.get(s)?;
+                Some(Parent {
+                    slot: s,
+                    id: p.id.clone(),
+                    root: p.root.clone(),
+                    by_brand: p.by_brand,
+                    role: p.role,
+                    brand: p.brand,
+                })
+            });
         let id: Shared = Arc::from(e.event_id);
         let root = parent
             .as_ref()
             .map_or_else(|| id.clone(), |p| p.root.clone());
-        let root_node = self.nodes.get(&root);
+        let root_node = self.nodes.by_id(&root);
         let root_by_brand = root_node.is_some_and(|r| r.by_brand);
         let root_inbound = root_node.is_some_and(|r| r.role == Role::Inbound);
         let is_reply = matches!(
             e.kind,
             EventKind::Reply | EventKind::Comment | EventKind::DirectMessage
         );
+        // For a response: the answered message (the parent), its slot and id.
         let (role, answers) = if by_brand {
             match &parent {
                 None => (Role::Broadcast, None),
                 Some(p) if p.by_brand => (Role::FollowUp, None),
                 // Only the brand the message addressed answers it (another company replying
                 // in the thread is not that brand's response).
-                Some(p) if p.role == Role::Inbound && &*p.brand == e.brand => (
-                    Role::Response,
-                    e.in_reply_to
-                        .and_then(|p| self.nodes.get_key_value(p))
-                        .map(|(k, _)| k.clone()),
-                ),
+                Some(p) if p.role == Role::Inbound && p.brand == brand_i => {
+                    (Role::Response, Some((p.slot, p.id.clone())))
+                }
                 Some(_) => (Role::Other, None),
             }
         } else {
@@ -678,11 +681,9 @@ impl Linker {
                 .as_ref()
                 .is_some_and(|p| p.by_brand && p.role == Role::Broadcast);
 
-        let brand = self.brand(e.brand);
-        let author: Shared = Arc::from(e.author_id);
+        let author = AuthorKey::of(e.author_id);
         if let Some(c) = self.changes.as_mut() {
             c.conversation(&root);
-            c.node(&id);
         }
         // Conversation turns: a change of speaker between the brand and others.
         let conv = self.conversations.entry(root.clone()).or_default();
@@ -708,15 +709,12 @@ impl Linker {
 
         // Response effect: the author of an answered inbound message speaks again.
         if role == Role::Inbound
-            && let Some(i) = conv
-                .awaiting_effect
-                .iter()
-                .position(|(a, _)| &**a == e.author_id)
+            && let Some(i) = conv.awaiting_effect.iter().position(|(a, _)| *a == author)
         {
             let (_, answered_id) = conv.awaiting_effect.remove(i);
-            if let Some(m) = self.nodes.get(&answered_id) {
+            if let Some(m) = self.nodes.by_id(&answered_id) {
                 out.push(Linked::Effect {
-                    brand: m.brand.clone(),
+                    brand: self.nodes.brand(m.brand).clone(),
                     inbound_id: answered_id,
                     inbound_created_at: m.created_at,
                     delta: e.compound - m.compound,
@@ -728,10 +726,10 @@ impl Linker {
         out.push(Linked::Event {
             event_id: id.clone(),
             brand: brand.clone(),
-            author_id: author.clone(),
+            author_id: Arc::from(e.author_id),
             created_at: e.created_at,
             role,
-            answers: answers.clone(),
+            answers: answers.as_ref().map(|(_, a)| a.clone()),
             root: root.clone(),
             replies_to_broadcast,
             turns,
@@ -740,23 +738,22 @@ impl Linker {
         });
         self.stats.linked += 1;
 
-        if let Some(inbound_id) = &answers
-            && let Some(m) = self.nodes.get_mut(&**inbound_id)
+        if let Some((slot, inbound_id)) = &answers
+            && let Some(m) = self.nodes.get_mut(*slot)
             && !m.answered
             && e.created_at >= m.created_at
         {
             m.answered = true;
             out.push(Linked::FirstResponse {
                 inbound_id: inbound_id.clone(),
-                brand: m.brand.clone(),
+                brand: brand.clone(),
                 inbound_created_at: m.created_at,
                 responded_at: e.created_at,
                 tag: m.tag,
             });
-            // `answers` is the answered message's key in `nodes` (see the role above).
-            let inbound_author = m.author_id.clone();
+            let inbound_author = m.author;
             if let Some(c) = self.changes.as_mut() {
-                c.node(inbound_id);
+                c.node_changed(*slot);
             }
             if let Some(conv) = self.conversations.get_mut(&root)
                 && conv.awaiting_effect.len() < AWAITING_EFFECT_MAX
@@ -766,21 +763,22 @@ impl Linker {
             }
         }
 
-        self.nodes.insert(
-            id.clone(),
-            Node {
-                brand,
-                author_id: author,
-                by_brand,
-                role,
-                root,
-                created_at: e.created_at,
-                compound: e.compound,
-                answered: false,
-                tag: e.tag,
-            },
-        );
-        self.age.insert((e.created_at, id));
+        let slot = self.nodes.insert(Node {
+            id: id.clone(),
+            root,
+            author,
+            created_at: e.created_at,
+            compound: e.compound,
+            tag: e.tag,
+            brand: brand_i,
+            role,
+            by_brand,
+            answered: false,
+        });
+        if let Some(c) = self.changes.as_mut() {
+            c.node_added(slot, &id);
+        }
+        self.age.insert((e.created_at, slot));
 
         // Replies that were waiting for this message can be linked now, in time order.
         if let Some(mut children) = self.held.remove(e.event_id) {
@@ -793,6 +791,19 @@ impl Linker {
             }
         }
         self.enforce_bound(out);
+    }
+
+    /// Removes the oldest message (by the age index); `expired` or `evicted` counts it.
+    fn pop_oldest(&mut self) -> bool {
+        let Some((_, slot)) = self.age.pop_first() else {
+            return false;
+        };
+        if let Some(n) = self.nodes.remove(slot)
+            && let Some(c) = self.changes.as_mut()
+        {
+            c.node_removed(slot, &n.id, self.cfg.entries_max);
+        }
+        true
     }
 
     /// Advances event time: drops state older than `watermark - horizon` and releases replies
@@ -820,15 +831,8 @@ impl Linker {
                 self.release_held(&parent, out);
             }
         }
-        while let Some((t, id)) = self.age.first().cloned() {
-            if t >= cutoff {
-                break;
-            }
-            self.age.pop_first();
-            self.nodes.remove(&id);
-            if let Some(c) = self.changes.as_mut() {
-                c.node_removed(&id, self.cfg.entries_max);
-            }
+        while self.age.first().is_some_and(|(t, _)| *t < cutoff) {
+            self.pop_oldest();
             self.stats.expired += 1;
         }
         // A conversation's `last_at` is its newest message's time, so once it is below the
@@ -886,12 +890,8 @@ impl Linker {
                 self.release_held(&parent, out);
                 continue;
             }
-            let Some((_, id)) = self.age.pop_first() else {
+            if !self.pop_oldest() {
                 break;
-            };
-            self.nodes.remove(&id);
-            if let Some(c) = self.changes.as_mut() {
-                c.node_removed(&id, self.cfg.entries_max);
             }
             self.stats.evicted += 1;
         }
@@ -1128,6 +1128,118 @@ mod tests {
             30,
             "every reply is still held or linked, or was evicted once"
         );
+    }
+
+    /// The state after "m1 (u1) asks, r1 (the brand) answers": what a checkpoint holds.
+    fn asked_and_answered() -> (Linker, Vec<Linked>) {
+        let mut l = linker(1000);
+        let mut out = Vec::new();
+        l.observe(&ev("m1", EventKind::Mention, "u1", None, 0), &mut out);
+        l.observe(
+            &ev("r1", EventKind::Reply, "acme_help", Some("m1"), MIN),
+            &mut out,
+        );
+        (l, out)
+    }
+
+    /// u1 writes again after the answer: the response effect and the turns need the state.
+    fn asks_again(l: &mut Linker) -> Vec<Linked> {
+        let mut out = Vec::new();
+        let mut again = ev("m2", EventKind::Reply, "u1", Some("r1"), 2 * MIN);
+        again.compound = 0.6;
+        l.observe(&again, &mut out);
+        // A re-delivered m1 is still known.
+        l.observe(&ev("m1", EventKind::Mention, "u1", None, 0), &mut out);
+        out
+    }
+
+    fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
+        let mut b = Vec::new();
+        ciborium::into_writer(v, &mut b).expect("encoding to memory");
+        b
+    }
+
+    #[test]
+    fn a_checkpointed_linker_goes_on_as_if_uninterrupted() {
+        let (mut l, _) = asked_and_answered();
+        let bytes = cbor(&l);
+        let mut back: Linker = ciborium::from_reader(bytes.as_slice()).expect("decoding");
+        back = back.restored(linker(1000).cfg);
+        let (expected, got) = (asks_again(&mut l), asks_again(&mut back));
+        assert_eq!(got, expected);
+        assert!(got.iter().any(|o| matches!(o, Linked::Effect { .. })));
+        assert_eq!(back.stats().duplicates, 1);
+        assert_eq!(back.entries(), 3);
+    }
+
+    #[test]
+    fn a_linker_in_checkpoint_format_3_still_restores() {
+        // Format 3 wrote a node as a struct (a CBOR map with field names) and authors as
+        // strings; these are its types as they were.
+        #[derive(Serialize)]
+        struct V3Node {
+            brand: String,
+            author_id: String,
+            by_brand: bool,
+            role: Role,
+            root: String,
+            created_at: i64,
+            compound: f64,
+            answered: bool,
+            tag: u64,
+        }
+        #[derive(Serialize)]
+        struct V3Conversation {
+            last_by_brand: Option<bool>,
+            turns: u32,
+            last_at: i64,
+            awaiting_effect: Vec<(String, String)>,
+        }
+        #[derive(Serialize)]
+        struct V3Linker {
+            nodes: HashMap<String, V3Node>,
+            held: HashMap<String, Vec<Held>>,
+            held_count: usize,
+            conversations: HashMap<String, V3Conversation>,
+            stats: LinkStats,
+        }
+        let node = |author: &str, by_brand, role, t, compound, answered| V3Node {
+            brand: "acme".into(),
+            author_id: author.into(),
+            by_brand,
+            role,
+            root: "m1".into(),
+            created_at: t,
+            compound,
+            answered,
+            tag: 0,
+        };
+        let (mut now, _) = asked_and_answered();
+        let v3 = V3Linker {
+            nodes: HashMap::from([
+                ("m1".into(), node("u1", false, Role::Inbound, 0, -0.5, true)),
+                (
+                    "r1".into(),
+                    node("acme_help", true, Role::Response, MIN, 0.4, false),
+                ),
+            ]),
+            held: HashMap::new(),
+            held_count: 0,
+            conversations: HashMap::from([(
+                "m1".into(),
+                V3Conversation {
+                    last_by_brand: Some(true),
+                    turns: 1,
+                    last_at: MIN,
+                    awaiting_effect: vec![("u1".into(), "m1".into())],
+                },
+            )]),
+            stats: now.stats(),
+        };
+        let old: Linker = ciborium::from_reader(cbor(&v3).as_slice()).expect("decoding v3");
+        let mut old = old.restored(linker(1000).cfg);
+        assert_eq!(asks_again(&mut old), asks_again(&mut now));
+        assert_eq!(old.open_inbound().count(), now.open_inbound().count());
     }
 
     #[test]
