@@ -12,6 +12,12 @@ use cluetrain::pipeline::{self, Observers};
 use cluetrain::settings::{self, LoadError};
 use ingest::RunMode;
 
+/// jemalloc (feature `jemalloc`, on by default on Linux): lower peak memory and a faster
+/// pipeline than glibc's malloc, measured (crates/cluetrain/Cargo.toml).
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit status for configuration errors (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 
