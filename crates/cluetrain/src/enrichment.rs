@@ -109,11 +109,40 @@ pub struct EnrichStats {
     pub brand_partition_conflicts: u64,
 }
 
-/// An event waiting in the reorder buffer: its partition and linkage's owned input.
+/// An event waiting in the reorder buffer: its partition and linkage's owned input, ordered
+/// by (time, id, arrival sequence). The id is the input's own (a copy of it as a map key was
+/// one more allocation per waiting event).
 #[derive(Debug, Clone)]
 struct Buffered {
     partition: i32,
+    arrival: u64,
     input: OwnedInput,
+}
+
+impl Buffered {
+    fn key(&self) -> (i64, &str, u64) {
+        (self.input.created_at(), self.input.event_id(), self.arrival)
+    }
+}
+
+impl PartialEq for Buffered {
+    fn eq(&self, o: &Self) -> bool {
+        self.key() == o.key()
+    }
+}
+
+impl Eq for Buffered {}
+
+impl PartialOrd for Buffered {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Buffered {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&o.key())
+    }
 }
 
 /// Packed per-event context carried through linkage (see [`LinkInput::tag`]).
@@ -247,7 +276,7 @@ pub struct Enrichment {
     brand_partition: HashMap<String, i32>,
     pending_forward_max: usize,
     /// Events waiting for the watermark, by (time, id, arrival sequence).
-    reorder: std::collections::BTreeMap<(i64, String, u64), Buffered>,
+    reorder: std::collections::BTreeSet<Buffered>,
     reorder_max: usize,
     arrivals: u64,
     stats: EnrichStats,
@@ -363,7 +392,7 @@ impl Enrichment {
             pending_forward: HashMap::new(),
             brand_partition: HashMap::new(),
             pending_forward_max: config.linkage.entries_max,
-            reorder: std::collections::BTreeMap::new(),
+            reorder: std::collections::BTreeSet::new(),
             reorder_max: config.linkage.reorder_events_max,
             arrivals: 0,
             stats: EnrichStats::default(),
@@ -428,8 +457,8 @@ impl Enrichment {
             reorder: self
                 .reorder
                 .iter()
-                .filter(|(_, b)| b.partition == partition)
-                .map(|((t, id, _), b)| (*t, id.as_str(), &b.input))
+                .filter(|b| b.partition == partition)
+                .map(|b| (b.input.created_at(), b.input.event_id(), &b.input))
                 .collect(),
             pending_forward,
             brands,
@@ -482,11 +511,15 @@ impl Enrichment {
             l.map_tags(remap);
             self.linkers.insert(partition, l);
         }
-        for (t, id, mut input) in slice.reorder {
+        // (time, id) are the input's own: checkpoints write them beside it as format 3 did.
+        for (_, _, mut input) in slice.reorder {
             input.set_tag(remap(input.tag()));
             self.arrivals += 1;
-            self.reorder
-                .insert((t, id, self.arrivals), Buffered { partition, input });
+            self.reorder.insert(Buffered {
+                partition,
+                arrival: self.arrivals,
+                input,
+            });
         }
         for (id, t, json) in slice.pending_forward {
             self.pending_forward.insert(id, (t, partition, json));
@@ -539,15 +572,15 @@ impl Enrichment {
     /// buffer bound.
     fn release(&mut self, watermark: i64, out: &mut Vec<Linked>) {
         loop {
-            let due = match self.reorder.first_key_value() {
-                Some(((t, _, _), _)) => *t <= watermark,
-                None => false,
-            };
+            let due = self
+                .reorder
+                .first()
+                .is_some_and(|b| b.input.created_at() <= watermark);
             let over = self.reorder.len() > self.reorder_max;
             if !due && !over {
                 break;
             }
-            let Some((_, e)) = self.reorder.pop_first() else {
+            let Some(e) = self.reorder.pop_first() else {
                 break;
             };
             if !due {
@@ -766,24 +799,22 @@ impl Enrichment {
             // cut into batches (only on the order they arrived in).
             self.watermarks.advance(now);
             self.arrivals += 1;
-            self.reorder.insert(
-                (created_at, event_id.to_string(), self.arrivals),
-                Buffered {
-                    partition,
-                    input: OwnedInput::of(&LinkInput {
-                        event_id,
-                        brand: brands.value(i),
-                        kind,
-                        author_id: authors.value(i),
-                        author_handle: handles.is_valid(i).then(|| handles.value(i)),
-                        author_is_org: orgs.value(i),
-                        in_reply_to: parents.is_valid(i).then(|| parents.value(i)),
-                        created_at,
-                        compound,
-                        tag: tag.pack(),
-                    }),
-                },
-            );
+            self.reorder.insert(Buffered {
+                partition,
+                arrival: self.arrivals,
+                input: OwnedInput::of(&LinkInput {
+                    event_id,
+                    brand: brands.value(i),
+                    kind,
+                    author_id: authors.value(i),
+                    author_handle: handles.is_valid(i).then(|| handles.value(i)),
+                    author_is_org: orgs.value(i),
+                    in_reply_to: parents.is_valid(i).then(|| parents.value(i)),
+                    created_at,
+                    compound,
+                    tag: tag.pack(),
+                }),
+            });
         }
         let watermark = self.watermarks.advance(now);
         self.release(watermark.unwrap_or(i64::MIN), &mut linked);
