@@ -451,13 +451,66 @@ impl OwnedInput {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Checkpoints write it as the array `[last_by_brand, turns, last_at, awaiting_effect]`
+/// (field names per conversation were a fifth of a checkpoint); the map with field names of
+/// format 3 still reads.
+#[derive(Debug, Clone, Default)]
 struct Conversation {
     last_by_brand: Option<bool>,
     turns: u32,
     last_at: i64,
     /// Answered inbound messages waiting for their author's next message: (author, id).
     awaiting_effect: Awaiting,
+}
+
+impl Serialize for Conversation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(4)?;
+        t.serialize_element(&self.last_by_brand)?;
+        t.serialize_element(&self.turns)?;
+        t.serialize_element(&self.last_at)?;
+        t.serialize_element(&self.awaiting_effect)?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Conversation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Conversation;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a conversation")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Conversation, A::Error> {
+                let len = |i| de::Error::invalid_length(i, &"4 fields");
+                Ok(Conversation {
+                    last_by_brand: a.next_element()?.ok_or_else(|| len(0))?,
+                    turns: a.next_element()?.ok_or_else(|| len(1))?,
+                    last_at: a.next_element()?.ok_or_else(|| len(2))?,
+                    awaiting_effect: a.next_element()?.ok_or_else(|| len(3))?,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Conversation, A::Error> {
+                let mut c = Conversation::default();
+                while let Some(k) = a.next_key::<String>()? {
+                    match k.as_str() {
+                        "last_by_brand" => c.last_by_brand = a.next_value()?,
+                        "turns" => c.turns = a.next_value()?,
+                        "last_at" => c.last_at = a.next_value()?,
+                        "awaiting_effect" => c.awaiting_effect = a.next_value()?,
+                        _ => {
+                            a.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A conversation's answered messages waiting for their author's next message, boxed: most
