@@ -116,11 +116,6 @@ pub struct IngestMetrics {
     /// partitions (librdkafka statistics `fetchq_cnt`; bounded per partition by
     /// `kafka.prefetch_messages_max`).
     pub prefetch_messages: Gauge,
-    /// Input partitions paused now because they read ahead of the others in event time
-    /// (`ingest.partition_drift_max`).
-    pub partitions_paused: Gauge,
-    /// Times an input partition was paused for event-time alignment.
-    pub partition_pauses: Counter,
 }
 
 impl IngestMetrics {
@@ -143,16 +138,6 @@ impl IngestMetrics {
         for r in [CommitResult::ok, CommitResult::error] {
             let _ = self.commits.get_or_create(&CommitLabels { result: r });
         }
-        registry.register(
-            "cluetrain_ingest_partitions_paused",
-            "Input partitions paused now for reading ahead of the others in event time (ingest.partition_drift_max)",
-            self.partitions_paused.clone(),
-        );
-        registry.register(
-            "cluetrain_ingest_partition_pauses",
-            "Times an input partition was paused for event-time alignment",
-            self.partition_pauses.clone(),
-        );
         registry.register(
             "cluetrain_ingest_messages",
             "Messages read from the input topic",

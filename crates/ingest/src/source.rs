@@ -40,7 +40,6 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc as tmpsc;
 use tracing::{debug, info, warn};
 
-use crate::align::Alignment;
 use crate::decode::{DecodeLimits, Decoder, RejectReason};
 use crate::error::IngestError;
 use crate::kafka::{Role, client_config};
@@ -514,11 +513,6 @@ pub fn start_coordinated(
         generation,
         seen_generation: 0,
         closing,
-        align: Alignment::new(ingest.partition_drift_max, ingest.partition_drift_idle),
-        paused: BTreeSet::new(),
-        assigned: Vec::new(),
-        next_align: Instant::now(),
-        next_assignment: Instant::now(),
     };
     let thread = std::thread::Builder::new()
         .name("cluetrain-ingest".into())
@@ -591,21 +585,7 @@ struct Worker {
     seen_generation: u64,
     /// Shared with the consumer's context: set before the consumer closes.
     closing: Arc<AtomicBool>,
-    /// Event-time progress per partition, for pausing those that read ahead.
-    align: Alignment,
-    /// Partitions paused for alignment now.
-    paused: BTreeSet<i32>,
-    /// The assignment as last looked up (every [`ASSIGNMENT_EVERY`]).
-    assigned: Vec<i32>,
-    next_align: Instant,
-    next_assignment: Instant,
 }
-
-/// How often the partitions to pause are worked out: pausing is a call into librdkafka, and a
-/// partition's event time moves little in this long.
-const ALIGN_EVERY: Duration = Duration::from_millis(50);
-/// How often alignment looks the assignment up (a round trip to librdkafka's main thread).
-const ASSIGNMENT_EVERY: Duration = Duration::from_secs(1);
 
 /// The batch being filled.
 /// How long a partition stays at its end, with no message, before a bounded run believes it.
@@ -704,25 +684,15 @@ impl Worker {
             let idle = !matches!(polled, Some(Ok(_)));
             match polled {
                 None => {}
-                Some(Ok(msg)) => {
-                    let event_time = self.take(&msg, &mut pending, &mut log_limiter);
-                    self.align
-                        .message(msg.partition(), event_time, Instant::now());
-                }
+                Some(Ok(msg)) => self.take(&msg, &mut pending, &mut log_limiter),
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     pending.at_end.entry(p).or_insert_with(Instant::now);
-                    self.align.end(p);
                     debug!(partition = p, "partition at end");
                 }
                 Some(Err(e)) => {
                     self.metrics.consumer_errors.inc();
                     warn!(error = %e, "Kafka consumer error (librdkafka retries)");
                 }
-            }
-            let now = Instant::now();
-            if now >= self.next_align {
-                self.next_align = now + ALIGN_EVERY;
-                self.align_partitions(now);
             }
             // Count rejects too: a flood of bad input must not grow a batch without bound.
             if pending.messages >= self.settings.batch_rows_max as u64 {
@@ -825,73 +795,12 @@ impl Worker {
         }
     }
 
-    /// Pauses the partitions that read ahead of the others in event time and resumes those
-    /// that no longer do ([`crate::align`]).
-    fn align_partitions(&mut self, now: Instant) {
-        if now >= self.next_assignment {
-            self.next_assignment = now + ASSIGNMENT_EVERY;
-            if let Ok(tpl) = self.consumer.assignment() {
-                let assigned = partitions_of(&tpl);
-                // A partition assigned (again) starts unpaused, whatever it was before.
-                let new: Vec<i32> = assigned
-                    .iter()
-                    .filter(|p| !self.assigned.contains(p))
-                    .copied()
-                    .collect();
-                if !new.is_empty() {
-                    self.set_paused(&new, false);
-                }
-                self.paused.retain(|p| assigned.contains(p));
-                self.align.assign(&assigned, now);
-                self.assigned = assigned;
-            }
-        }
-        let want = self.align.paused(&self.paused, now);
-        let pause: Vec<i32> = want.difference(&self.paused).copied().collect();
-        let resume: Vec<i32> = self.paused.difference(&want).copied().collect();
-        if !pause.is_empty() && self.set_paused(&pause, true) {
-            self.metrics.partition_pauses.inc_by(pause.len() as u64);
-            self.paused.extend(pause);
-        }
-        if !resume.is_empty() && self.set_paused(&resume, false) {
-            for p in resume {
-                self.paused.remove(&p);
-            }
-        }
-        self.metrics
-            .partitions_paused
-            .set(i64::try_from(self.paused.len()).unwrap_or(i64::MAX));
-    }
-
-    fn set_paused(&self, partitions: &[i32], pause: bool) -> bool {
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions {
-            tpl.add_partition(&self.topic, *p);
-        }
-        let done = if pause {
-            self.consumer.pause(&tpl)
-        } else {
-            self.consumer.resume(&tpl)
-        };
-        match done {
-            Ok(()) => {
-                debug!(partitions = ?partitions, pause, "event-time alignment");
-                true
-            }
-            Err(e) => {
-                warn!(error = %e, partitions = ?partitions, pause, "could not pause or resume partitions for event-time alignment");
-                false
-            }
-        }
-    }
-
-    /// Adds a message to the batch; returns its event's time when it decoded.
     fn take(
         &self,
         msg: &rdkafka::message::BorrowedMessage<'_>,
         p: &mut Pending,
         log_limiter: &mut ReasonLogLimiter,
-    ) -> Option<i64> {
+    ) {
         let payload = msg.payload();
         let len = payload.map_or(0, <[u8]>::len) as u64;
         self.metrics.messages.inc();
@@ -911,7 +820,6 @@ impl Worker {
         {
             Ok(()) => {
                 self.metrics.events_decoded.inc();
-                p.builder.last_created_at()
             }
             Err(reject) => {
                 let r = Rejected {
@@ -935,7 +843,6 @@ impl Worker {
                 self.metrics.count_dead_letter(r.reason);
                 log_limiter.log(&r);
                 p.rejects.push(r);
-                None
             }
         }
     }
