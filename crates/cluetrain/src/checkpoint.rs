@@ -260,6 +260,7 @@ impl std::io::Write for ChunkWriter {
 /// The file form of a checkpoint: header, checksum, CBOR body.
 pub fn encode(s: &SnapshotRef<'_>) -> anyhow::Result<Encoded> {
     let mut w = ChunkWriter {
+        // The header's place: it is known (length, digest) only once the body is written.
         done: vec![bytes::Bytes::new()],
         current: Vec::with_capacity(CHUNK_BYTES),
         digest: Sha256::new(),

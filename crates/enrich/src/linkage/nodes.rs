@@ -118,6 +118,7 @@ pub(super) struct Nodes {
     index: HashTable<Slot>,
     hasher: foldhash::fast::RandomState,
     brands: Vec<Shared>,
+    brand_ids: std::collections::HashMap<Shared, u32, foldhash::fast::RandomState>,
 }
 
 impl Nodes {
@@ -166,14 +167,17 @@ impl Nodes {
         self.find(id).and_then(|s| self.get(s))
     }
 
-    /// The interned index of the brand `b`. Brands are few (a partition holds the brands keyed
-    /// to it), so a scan; they are never dropped.
+    /// The interned index of the brand `b` (looked up once per message linked; a partition
+    /// may carry many brands, so a map, not a scan). Brands are never dropped.
     pub(super) fn brand_index(&mut self, b: &str) -> u32 {
-        if let Some(i) = self.brands.iter().position(|x| &**x == b) {
-            return u32::try_from(i).unwrap_or(u32::MAX);
+        if let Some(i) = self.brand_ids.get(b) {
+            return *i;
         }
-        self.brands.push(Arc::from(b));
-        u32::try_from(self.brands.len() - 1).unwrap_or(u32::MAX)
+        let name: Shared = Arc::from(b);
+        let i = u32::try_from(self.brands.len()).unwrap_or(u32::MAX);
+        self.brands.push(name.clone());
+        self.brand_ids.insert(name, i);
+        i
     }
 
     /// The brand name of index `i` (from [`Nodes::brand_index`]).
