@@ -503,3 +503,112 @@ async fn linkage_through_the_broker_finds_who_answers() {
     );
     assert!(snap.watermark.is_some());
 }
+
+/// Event-time alignment (`ingest.partition_drift_max`): a partition whose events run ahead of
+/// the other's in event time is held back (its queue not read) until the other catches up,
+/// and holding loses and repeats nothing, also when the records came in batches of many (it
+/// never restarts a fetch: Tansu 0.6.0 answers a fetch that starts inside a record batch with
+/// the batches after it, which made librdkafka's pause and resume lose messages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_ahead_in_event_time_is_held_back_and_nothing_is_lost() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    const PER_PARTITION: usize = 3000;
+    let topic = unique("in");
+    create_topic(&topic, 2).await;
+    // Partition 0 has an event every second, partition 1 every 5 s: read side by side, 1
+    // would end up hours ahead of 0 (3,000 events: 50 min against 4 h 10 min).
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-05T08:00:00Z").unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluetrain_tests::brokers())
+        .set("linger.ms", "50")
+        .create()
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for (i, (_, mut e)) in generated(23, 2 * PER_PARTITION).into_iter().enumerate() {
+        let p = i32::try_from(i % 2).unwrap();
+        let step = if p == 0 { 1 } else { 5 };
+        let k = i64::try_from(i / 2).unwrap();
+        e.created_at = (start + chrono::Duration::seconds(k * step)).to_rfc3339();
+        let payload = serde_json::to_vec(&e).unwrap();
+        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+            .partition(p)
+            .key(e.brand.as_bytes())
+            .payload(&payload);
+        deliveries.push(producer.send_result(rec).map_err(|(e, _)| e).unwrap());
+    }
+    let mut produced = std::collections::BTreeSet::new();
+    for d in deliveries {
+        let d = d.await.unwrap().map_err(|(e, _)| e).unwrap();
+        produced.insert((d.partition, d.offset));
+    }
+    assert_eq!(produced.len(), 2 * PER_PARTITION);
+
+    let mut cfg = config(&topic, &unique("dlq"));
+    cfg.ingest.partition_drift_max = Duration::from_secs(600);
+    cfg.ingest.batch_rows_max = 256;
+    let metrics = Arc::new(IngestMetrics::default());
+    let (handle, mut rx) =
+        source::start(&cfg.kafka, &cfg.ingest, RunMode::UntilEnd, metrics.clone()).unwrap();
+    let acker = handle.acker();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut count: BTreeMap<i32, usize> = BTreeMap::new();
+    let (mut spread_max, mut measured) = (0i64, 0usize);
+    while let Some(batch) = recv(&mut rx).await {
+        let b = &batch.events;
+        let parts = b
+            .column_by_name(col::KAFKA_PARTITION)
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        let offs = b
+            .column_by_name(col::KAFKA_OFFSET)
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let times = b
+            .column_by_name(col::CREATED_AT)
+            .unwrap()
+            .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+        for i in 0..b.num_rows() {
+            let (p, o) = (parts.value(i), offs.value(i));
+            assert!(seen.insert((p, o)), "({p}, {o}) read once");
+            let last = last_offset.insert(p, o);
+            assert!(
+                last.is_none_or(|l| l < o),
+                "partition {p} in offset order: {o} after {last:?}"
+            );
+            let t = newest.entry(p).or_insert(i64::MIN);
+            *t = (*t).max(times.value(i));
+            *count.entry(p).or_default() += 1;
+        }
+        // While both partitions have events still to read, neither runs far ahead.
+        let both_reading = (0..2).all(|p| count.get(&p).is_some_and(|n| *n < PER_PARTITION));
+        if both_reading {
+            let spread = newest[&1].abs_diff(newest[&0]);
+            spread_max = spread_max.max(i64::try_from(spread).unwrap());
+            measured += 1;
+        }
+        acker.ack(&batch);
+    }
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, produced, "every message read exactly once");
+    assert!(
+        metrics.partition_holds.get() > 0,
+        "partition 1 was held back at least once"
+    );
+    assert!(
+        measured >= 5,
+        "the partitions were read side by side ({measured} batches while both had events left)"
+    );
+    // 10 minutes, plus what one turn of reads (512 messages of a partition, 5 s apart) can
+    // add before the next decision.
+    let bound = (600 + 512 * 5) * 1_000_000;
+    assert!(
+        spread_max <= bound,
+        "one partition ran {} s ahead of the other (partition_drift_max 600 s)",
+        spread_max / 1_000_000
+    );
+}

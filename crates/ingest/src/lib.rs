@@ -20,6 +20,7 @@
 //! * [`twcs`] reads the "Customer Support on Twitter" CSV into events, for `cluetrain replay`:
 //!   the other way events enter the pipeline, and light enough to fuzz (see its docs).
 
+mod align;
 pub mod dead_letter;
 pub mod decode;
 pub mod error;

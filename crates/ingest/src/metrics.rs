@@ -116,6 +116,11 @@ pub struct IngestMetrics {
     /// partitions (librdkafka statistics `fetchq_cnt`; bounded per partition by
     /// `kafka.prefetch_messages_max`).
     pub prefetch_messages: Gauge,
+    /// Input partitions held back now (their queue not read) because they read ahead of the
+    /// others in event time (`ingest.partition_drift_max`).
+    pub partitions_held: Gauge,
+    /// Times an input partition was held back for event-time alignment.
+    pub partition_holds: Counter,
 }
 
 impl IngestMetrics {
@@ -138,6 +143,16 @@ impl IngestMetrics {
         for r in [CommitResult::ok, CommitResult::error] {
             let _ = self.commits.get_or_create(&CommitLabels { result: r });
         }
+        registry.register(
+            "cluetrain_ingest_partitions_held",
+            "Input partitions held back now for reading ahead of the others in event time (ingest.partition_drift_max)",
+            self.partitions_held.clone(),
+        );
+        registry.register(
+            "cluetrain_ingest_partition_holds",
+            "Times an input partition was held back for event-time alignment",
+            self.partition_holds.clone(),
+        );
         registry.register(
             "cluetrain_ingest_messages",
             "Messages read from the input topic",

@@ -440,6 +440,18 @@ pub struct IngestConfig {
     /// On shutdown, how long to wait for in-flight batches before committing what is done.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Event-time alignment of the input partitions: a partition whose newest event is more
+    /// than this ahead of the partition furthest behind is held back (its queue not read:
+    /// librdkafka stops fetching it once `kafka.prefetch_messages_max` are queued) until that
+    /// one is within half of it, so that a backlog read faster from one partition than from
+    /// another waits in Kafka, not in the reorder buffer (README, "Performance");
+    /// `cluetrain_ingest_partitions_held` shows it. "0s" = never hold back.
+    #[serde(with = "humantime_serde")]
+    pub partition_drift_max: Duration,
+    /// A partition without a message for this long (wall clock), or at its end, no longer
+    /// counts as behind: the longest the others wait for one that has stopped delivering.
+    #[serde(with = "humantime_serde")]
+    pub partition_drift_idle: Duration,
 }
 
 impl Default for IngestConfig {
@@ -455,6 +467,8 @@ impl Default for IngestConfig {
             dead_letter_payload: DeadLetterPayload::Full,
             dead_letter_payload_bytes_max: 1024,
             shutdown_timeout: Duration::from_secs(30),
+            partition_drift_max: Duration::from_secs(300),
+            partition_drift_idle: Duration::from_secs(10),
         }
     }
 }
@@ -1009,6 +1023,14 @@ impl Config {
             bad(
                 "ingest.queue_batches_max",
                 "must be between 1 and 1024 (default 4)".into(),
+            );
+        }
+        if i.partition_drift_idle < Duration::from_millis(100)
+            || i.partition_drift_idle > Duration::from_secs(3600)
+        {
+            bad(
+                "ingest.partition_drift_idle",
+                "must be between 100ms and 1h (default \"10s\")".into(),
             );
         }
         if !(64..=(256 << 20)).contains(&i.message_bytes_max) {

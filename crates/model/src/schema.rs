@@ -120,6 +120,12 @@ impl EventBatchBuilder {
         }
     }
 
+    /// The event time (µs) of the last event appended since the last
+    /// [`EventBatchBuilder::finish`].
+    pub fn last_created_at(&self) -> Option<i64> {
+        self.created_at.values_slice().last().copied()
+    }
+
     /// Rows appended since the last [`EventBatchBuilder::finish`].
     pub fn len(&self) -> usize {
         self.rows
