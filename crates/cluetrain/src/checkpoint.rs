@@ -65,8 +65,10 @@ use crate::job::Job;
 /// taking a delta for the whole state. 4 (2026-12-04): a linkage node is a CBOR array and
 /// its author a 64-bit key (`enrich::linkage`'s compact nodes); versions 2 and 3 (a map per
 /// node, the author's id) still read, and a build that reads only up to 3 refuses a 4 by
-/// its version rather than failing on its body.
-pub const FORMAT_VERSION: u32 = 4;
+/// its version rather than failing on its body. 5 (2026-12-04): a waiting event (reorder
+/// buffer, held reply) is a CBOR array, and a delta carries held replies as changes per
+/// parent instead of all of them (`enrich::linkage`); version 4 files still read.
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest format this build reads.
 pub const FORMAT_VERSION_MIN: u32 = 2;
 /// File name ending of a full checkpoint, and of an incremental one.
