@@ -1011,6 +1011,23 @@ impl Run<'_> {
         {
             let micros = u64::try_from(arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
             report.emit_delay_micros.push(micros);
+            // Where a slow emission went (`cluetrain=debug`): this batch's own stages.
+            tracing::debug!(
+                batch = batch.seq,
+                rows = batch.events.num_rows(),
+                records = step.records.len(),
+                watermark_moved_seconds = step
+                    .enriched
+                    .watermark
+                    .zip(watermark_before)
+                    .map(|(a, b)| (a - b) / 1_000_000),
+                delay_ms = micros / 1000,
+                enrichment_ms = step.times.enrichment.as_millis(),
+                windows_ingest_ms = step.times.windows_ingest.as_millis(),
+                windows_emit_ms = step.times.windows_emit.as_millis(),
+                outputs_ms = (delivered - processed).as_millis(),
+                "a batch closed windows"
+            );
         }
         if batch.events.num_rows() > 0 {
             report.timing.last_events_done = Some(Instant::now());
