@@ -228,7 +228,11 @@ impl Encoded {
     }
 }
 
-/// Collects the encoded body in chunks, hashing it on the way.
+/// Collects the encoded body in chunks and hashes each chunk once it is full.
+///
+/// ciborium writes a few bytes at a time; hashing every write copied each piece into the
+/// hasher's block buffer first (a profile of the bench put `memmove` under SHA-256's
+/// `update` at 3.5 % of the pipeline's samples). A full chunk goes to the hasher at once.
 struct ChunkWriter {
     done: Vec<bytes::Bytes>,
     current: Vec<u8>,
@@ -236,9 +240,30 @@ struct ChunkWriter {
     len: u64,
 }
 
+impl ChunkWriter {
+    fn new(done: Vec<bytes::Bytes>) -> Self {
+        ChunkWriter {
+            done,
+            current: Vec::with_capacity(CHUNK_BYTES),
+            digest: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// The full chunks, the last partial one, the body's length and its SHA-256.
+    fn finish(mut self) -> (Vec<bytes::Bytes>, Vec<u8>, u64, [u8; 32]) {
+        self.digest.update(&self.current);
+        (
+            self.done,
+            self.current,
+            self.len,
+            self.digest.finalize().into(),
+        )
+    }
+}
+
 impl std::io::Write for ChunkWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.digest.update(buf);
         self.len += buf.len() as u64;
         let mut rest = buf;
         while !rest.is_empty() {
@@ -248,6 +273,7 @@ impl std::io::Write for ChunkWriter {
             rest = later;
             if self.current.len() == CHUNK_BYTES {
                 let full = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK_BYTES));
+                self.digest.update(&full);
                 self.done.push(full.into());
             }
         }
@@ -261,24 +287,19 @@ impl std::io::Write for ChunkWriter {
 
 /// The file form of a checkpoint: header, checksum, CBOR body.
 pub fn encode(s: &SnapshotRef<'_>) -> anyhow::Result<Encoded> {
-    let mut w = ChunkWriter {
-        // The header's place: it is known (length, digest) only once the body is written.
-        done: vec![bytes::Bytes::new()],
-        current: Vec::with_capacity(CHUNK_BYTES),
-        digest: Sha256::new(),
-        len: 0,
-    };
+    // The header's place: it is known (length, digest) only once the body is written.
+    let mut w = ChunkWriter::new(vec![bytes::Bytes::new()]);
     ciborium::into_writer(s, &mut w).context("internal: encoding a checkpoint")?;
+    let (mut chunks, mut current, len, digest) = w.finish();
     let mut header = Vec::with_capacity(HEADER_BYTES);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    header.extend_from_slice(&w.len.to_le_bytes());
-    header.extend_from_slice(&w.digest.finalize());
-    let mut chunks = w.done;
+    header.extend_from_slice(&len.to_le_bytes());
+    header.extend_from_slice(&digest);
     chunks[0] = header.into();
-    if !w.current.is_empty() {
-        w.current.shrink_to_fit();
-        chunks.push(w.current.into());
+    if !current.is_empty() {
+        current.shrink_to_fit();
+        chunks.push(current.into());
     }
     Ok(Encoded { chunks })
 }
@@ -784,23 +805,19 @@ mod tests {
         let body: Vec<u8> = (0..CHUNK_BYTES * 5 / 2)
             .map(|i| u8::try_from(i * 7 % 251).unwrap_or(0))
             .collect();
-        let mut w = ChunkWriter {
-            done: Vec::new(),
-            current: Vec::new(),
-            digest: Sha256::new(),
-            len: 0,
-        };
+        let mut w = ChunkWriter::new(Vec::new());
         // Pieces of odd sizes, some across a chunk's end.
         for piece in body.chunks(CHUNK_BYTES / 3 + 17) {
             w.write_all(piece).unwrap_or_else(|e| panic!("{e}"));
         }
-        assert_eq!(w.done.len(), 2);
-        assert!(w.done.iter().all(|c| c.len() == CHUNK_BYTES));
-        let mut joined = w.done.concat();
-        joined.extend_from_slice(&w.current);
+        let (done, current, len, digest) = w.finish();
+        assert_eq!(done.len(), 2);
+        assert!(done.iter().all(|c| c.len() == CHUNK_BYTES));
+        let mut joined = done.concat();
+        joined.extend_from_slice(&current);
         assert_eq!(joined, body);
-        assert_eq!(w.len, body.len() as u64);
-        assert_eq!(w.digest.finalize(), Sha256::digest(&body));
+        assert_eq!(len, body.len() as u64);
+        assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&body)));
     }
 
     fn round_trip(job: &Job, partition: i32, offset: i64) -> Snapshot {
