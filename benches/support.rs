@@ -74,7 +74,7 @@ pub fn inputs(n: usize) -> Inputs {
 /// Enrichment of one partition, as the pipeline sets it up.
 pub fn enrichment(config: &Config) -> Enrichment {
     let mut e = Enrichment::new(config).unwrap();
-    e.assignment(&[0], &[], Instant::now());
+    e.assignment(&[0], &[], &[], Instant::now());
     e
 }
 

@@ -5,7 +5,9 @@
 //!
 //! Input lines are schema events; two extra fields, which the decoder ignores like any unknown
 //! field, steer the run: `_partition` (default 0) and `_wall_seconds`, the wall-clock time at
-//! which the event is observed (for idle-partition cases; default: the previous line's).
+//! which the event is observed (for idle-partition cases; default: the previous line's). A
+//! line with `_assigned` alone sets the consumer's assignment, and its `_at_end` the
+//! partitions the source reports at their end.
 //!
 //! The run uses the same [`Job`] as the pipeline, then ends like `cluetrain run --until-end`
 //! (every window emitted as final). To accept a deliberate change of output, run with
@@ -136,6 +138,11 @@ fn idle_partitions_do_not_hold_windows_open() {
 #[test]
 fn a_partition_silent_to_the_end_still_gets_every_event_linked() {
     check("silent_partition");
+}
+
+#[test]
+fn an_empty_partition_at_its_end_does_not_hold_a_cold_start() {
+    check("empty_partition");
 }
 
 #[test]

@@ -83,10 +83,14 @@ async fn produce_case(case: &str, topic: &str) {
     }
 }
 
-/// Runs `cluetrain run --until-end` on a case; returns its summary line.
-fn run_binary(case: &str, t: &Topics, parquet: &std::path::Path) -> Value {
+/// `cluetrain run` on a case's configuration and topics, bounded (`--until-end`) or not.
+fn command(case: &str, t: &Topics, parquet: &std::path::Path, until_end: bool) -> Command {
     let mut c = Command::new(cluetrain_bin());
-    c.args(["run", "--until-end", "--config"])
+    c.arg("run");
+    if until_end {
+        c.arg("--until-end");
+    }
+    c.arg("--config")
         .arg(case_dir(case).join("config.toml"))
         .env("CLUETRAIN_KAFKA__BOOTSTRAP_SERVERS", brokers())
         .env("CLUETRAIN_KAFKA__INPUT_TOPIC", &t.input)
@@ -109,7 +113,12 @@ fn run_binary(case: &str, t: &Topics, parquet: &std::path::Path) -> Value {
             &t.forward,
         );
     }
-    let mut child = c.spawn().unwrap();
+    c
+}
+
+/// Runs `cluetrain run --until-end` on a case; returns its summary line.
+fn run_binary(case: &str, t: &Topics, parquet: &std::path::Path) -> Value {
+    let mut child = command(case, t, parquet, true).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -309,4 +318,45 @@ async fn out_of_order_and_revisions_on_the_broker_match_the_golden_finals() {
     check_case("out_of_order").await;
     check_case("answer_after_close").await;
     check_case("reply_before_parent").await;
+}
+
+/// A continuous run (no `--until-end`) that starts beside an empty input partition: the source
+/// finds that partition at its end, so the first windows close as soon as the watermark passes
+/// them, not after `linkage.idle_timeout` (10 min in this case). Before, a cold start held every
+/// window for the idle timeout, with everything read meanwhile in the reorder buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_run_beside_an_empty_partition_closes_windows_before_the_idle_timeout() {
+    // Every event of this case is on partition 0; the topic has a partition 1 with nothing.
+    let case = "silent_partition";
+    let t = topics(2).await;
+    produce_case(case, &t.input).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("stderr.log");
+    let mut child = command(case, &t, tmp.path(), false)
+        .env("CLUETRAIN_LOG__FILTER", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let records = read_all(&t.windows, 1, Duration::from_secs(120));
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        records.len(),
+        1,
+        "no window record within 120 s: the empty partition held the watermark back \
+         (idle_timeout 10 min)\nstderr: {stderr}"
+    );
+    let r: Value = serde_json::from_slice(records[0].payload().unwrap()).unwrap();
+    assert_eq!(r["window_start"], "2026-03-02T10:00:00Z", "{r}");
+    assert_eq!(
+        (&r["inbound"], &r["answered"], &r["final"]),
+        (&Value::from(1), &Value::from(1), &Value::from(false)),
+        "the 10:00 window closed by the watermark (m2 at 11:30), not by an end of input: {r}"
+    );
+    assert!(
+        stderr.contains("partition empty at its end"),
+        "the log says why the watermark moved\nstderr: {stderr}"
+    );
 }

@@ -118,8 +118,12 @@ pub async fn run_input_restoring(
         }
         if let Some(parts) = assigned(&v) {
             partitions.extend(parts.iter().copied());
-            job.enrichment
-                .assignment(&parts, &[], base + Duration::from_secs_f64(offset_s));
+            job.enrichment.assignment(
+                &parts,
+                &[],
+                &at_end(&v),
+                base + Duration::from_secs_f64(offset_s),
+            );
             continue;
         }
         let batch = decode_line(&decoder, dir, line, partition, n);
@@ -188,7 +192,7 @@ pub async fn run_case_overlapped(dir: &Path) -> Vec<Value> {
                 let step = job.aggregate(e, at, w).await.unwrap();
                 push_step(&mut out, &step, &mut |_| {});
             }
-            job.enrichment.assignment(&parts, &[], now);
+            job.enrichment.assignment(&parts, &[], &at_end(&v), now);
             continue;
         }
         let batch = decode_line(&decoder, dir, line, partition, n);
@@ -254,7 +258,16 @@ fn push_outputs(
 /// The partitions of an assignment line (`_assigned`: the consumer's assignment, as the
 /// source reports it with each batch).
 fn assigned(v: &Value) -> Option<Vec<i32>> {
-    let parts = v["_assigned"].as_array()?;
+    partitions(v, "_assigned")
+}
+
+/// The partitions a line with `_assigned` reports at their end (`_at_end`), as the source does.
+fn at_end(v: &Value) -> Vec<i32> {
+    partitions(v, "_at_end").unwrap_or_default()
+}
+
+fn partitions(v: &Value, key: &str) -> Option<Vec<i32>> {
+    let parts = v[key].as_array()?;
     Some(
         parts
             .iter()

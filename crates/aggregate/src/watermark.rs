@@ -11,7 +11,11 @@
 //! the watermark back until their first event or until they are idle: otherwise the first
 //! partition the consumer happens to read would carry the watermark hours ahead and every
 //! other partition's history would be late. A partition known to have ended (bounded runs)
-//! holds nothing back.
+//! holds nothing back, and neither does one the source found empty: at its end, with nothing
+//! read since it was assigned ([`Watermarks::at_end`]). Waiting for an empty partition until
+//! the idle timeout held a cold start's first windows for that long (a minute by default),
+//! with everything read meanwhile waiting in the reorder buffer. A partition that is merely
+//! slow, with a backlog, is not at its end, so it still holds the watermark back.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -32,6 +36,26 @@ struct PartitionMark {
     max_event_time: Option<i64>,
     last_event_at: Instant,
     ended: bool,
+    /// No event yet, and the source found it at its end: there is nothing to wait for.
+    empty: bool,
+}
+
+impl PartitionMark {
+    fn assigned(now: Instant) -> Self {
+        PartitionMark {
+            max_event_time: None,
+            last_event_at: now,
+            ended: false,
+            empty: false,
+        }
+    }
+
+    /// Whether it holds nothing back at wall time `now`.
+    fn idle(&self, now: Instant, idle_timeout: Duration) -> bool {
+        self.ended
+            || (self.empty && self.max_event_time.is_none())
+            || now.saturating_duration_since(self.last_event_at) > idle_timeout
+    }
 }
 
 /// What a checkpoint keeps of a partition's watermark.
@@ -74,14 +98,14 @@ impl Watermarks {
 
     /// Records an event of `partition` at `event_time` (µs), observed at wall time `now`.
     pub fn observe(&mut self, partition: i32, event_time: i64, now: Instant) {
-        let m = self.partitions.entry(partition).or_insert(PartitionMark {
-            max_event_time: Some(event_time),
-            last_event_at: now,
-            ended: false,
-        });
+        let m = self
+            .partitions
+            .entry(partition)
+            .or_insert(PartitionMark::assigned(now));
         m.max_event_time = Some(m.max_event_time.map_or(event_time, |t| t.max(event_time)));
         m.last_event_at = now;
         m.ended = false;
+        m.empty = false;
     }
 
     /// The partitions assigned now: new ones hold the watermark until their first event (or
@@ -89,11 +113,24 @@ impl Watermarks {
     pub fn assign(&mut self, partitions: &[i32], now: Instant) {
         self.partitions.retain(|p, _| partitions.contains(p));
         for p in partitions {
-            self.partitions.entry(*p).or_insert(PartitionMark {
-                max_event_time: None,
-                last_event_at: now,
-                ended: false,
-            });
+            self.partitions
+                .entry(*p)
+                .or_insert(PartitionMark::assigned(now));
+        }
+    }
+
+    /// The source found `partition` at its end, with no message read since it was assigned
+    /// (or since its last message). If it never had an event, it is empty: it stops holding
+    /// the watermark back now rather than after the idle timeout. Its first event, when it
+    /// comes, makes it count again; an event older than the watermark by then is late, as it
+    /// would be on a partition that woke up from idle. Returns whether it became empty now.
+    pub fn at_end(&mut self, partition: i32) -> bool {
+        match self.partitions.get_mut(&partition) {
+            Some(m) if m.max_event_time.is_none() && !m.empty => {
+                m.empty = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -114,9 +151,7 @@ impl Watermarks {
         let m = self.partitions.get(&partition);
         PartitionWatermark {
             max_event_time: m.and_then(|m| m.max_event_time),
-            idle: m.is_some_and(|m| {
-                m.ended || now.saturating_duration_since(m.last_event_at) > self.cfg.idle_timeout
-            }),
+            idle: m.is_some_and(|m| m.idle(now, self.cfg.idle_timeout)),
             pipeline: self.effective(partition),
         }
     }
@@ -139,6 +174,7 @@ impl Watermarks {
                 max_event_time: s.max_event_time,
                 last_event_at,
                 ended: false,
+                empty: false,
             },
         );
         match s.pipeline {
@@ -203,10 +239,9 @@ impl Watermarks {
     pub fn advance(&mut self, now: Instant) -> Option<i64> {
         let (mut active_min, mut all_max, mut blocked) = (None::<i64>, None::<i64>, false);
         for m in self.partitions.values() {
-            let idle =
-                m.ended || now.saturating_duration_since(m.last_event_at) > self.cfg.idle_timeout;
+            let idle = m.idle(now, self.cfg.idle_timeout);
             let Some(t) = m.max_event_time else {
-                // Assigned, nothing seen yet: wait for it unless it is idle or ended.
+                // Assigned, nothing seen yet: wait for it unless it is idle, empty or ended.
                 blocked |= !idle;
                 continue;
             };
@@ -333,6 +368,41 @@ mod tests {
         // Revoked partitions are forgotten.
         w.assign(&[1], later);
         assert_eq!(w.partition(0), None);
+    }
+
+    #[test]
+    fn an_empty_partition_at_its_end_holds_nothing_back_but_a_slow_one_does() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(cfg());
+        w.assign(&[0, 1, 2], t0);
+        w.observe(0, 100 * S, t0);
+        w.observe(1, 80 * S, t0);
+        assert_eq!(w.advance(t0), None, "partition 2 has not spoken yet");
+        // Partition 1 is at its end too, but it had events: it still counts (idle timeout).
+        w.at_end(1);
+        w.at_end(2);
+        assert_eq!(
+            w.advance(t0),
+            Some(75 * S),
+            "2 is empty: the minimum of 0 and 1, long before the idle timeout"
+        );
+        assert!(w.snapshot(2, t0).idle, "a checkpoint keeps it idle");
+        // Its first event makes it count again, and the watermark never runs backwards.
+        w.observe(2, 90 * S, t0);
+        w.observe(1, 120 * S, t0);
+        assert_eq!(w.advance(t0), Some(85 * S), "2 holds the watermark again");
+        w.at_end(2);
+        assert_eq!(
+            w.advance(t0),
+            Some(85 * S),
+            "at its end after events, it waits for the idle timeout like any other"
+        );
+        // Revoked and assigned again: empty only once the source says so again.
+        w.assign(&[0, 1], t0);
+        w.assign(&[0, 1, 2], t0);
+        w.observe(0, 200 * S, t0);
+        w.observe(1, 200 * S, t0);
+        assert_eq!(w.advance(t0), Some(85 * S), "2 is new and not known empty");
     }
 
     fn restored(max: i64, pipeline: Option<i64>) -> PartitionWatermark {

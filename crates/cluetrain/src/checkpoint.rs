@@ -844,7 +844,7 @@ mod tests {
         let wall = chrono::Utc::now();
 
         let mut reference = job();
-        reference.enrichment.assignment(&[0, 1], &[], now);
+        reference.enrichment.assignment(&[0, 1], &[], &[], now);
         let mut want = Vec::new();
         for (a, b) in p0.iter().zip(&p1) {
             for batch in [a, b] {
@@ -869,7 +869,7 @@ mod tests {
         // The victim: partition 0's first half, partition 7 assigned and silent.
         let half = p0.len() / 2;
         let mut victim = job();
-        victim.enrichment.assignment(&[0, 7], &[], now);
+        victim.enrichment.assignment(&[0, 7], &[], &[], now);
         for batch in &p0[..half] {
             let step = victim.process(batch, now, wall).await;
             let step = step.unwrap_or_else(|e| panic!("{e:#}"));
@@ -879,7 +879,7 @@ mod tests {
 
         // The survivor: partition 1 alone, to its end; then both, restored.
         let mut survivor = job();
-        survivor.enrichment.assignment(&[1], &[], now);
+        survivor.enrichment.assignment(&[1], &[], &[], now);
         let mut got = Vec::new();
         for batch in &p1 {
             let step = survivor.process(batch, now, wall).await;
@@ -901,7 +901,7 @@ mod tests {
             s.reset();
             restore(&mut s, a, now);
             restore(&mut s, b, now);
-            s.enrichment.assignment(&[0, 1], &[], now);
+            s.enrichment.assignment(&[0, 1], &[], &[], now);
             for batch in &p0[half..] {
                 let step = s.process(batch, now, wall).await;
                 got.extend(step.unwrap_or_else(|e| panic!("{e:#}")).records);
@@ -955,7 +955,7 @@ mod tests {
             panic!("job")
         };
         let now = std::time::Instant::now();
-        job.enrichment.assignment(&[0], &[], now);
+        job.enrichment.assignment(&[0], &[], &[], now);
         let wall = chrono::Utc::now();
         let mut kinds = Vec::new();
         let mut sizes = Vec::new();

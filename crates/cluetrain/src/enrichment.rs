@@ -594,17 +594,26 @@ impl Enrichment {
         }
     }
 
-    /// The partitions assigned to this instance (from the consumer) and those that reached the
-    /// end of a bounded run. Assigned partitions without events hold the watermark back (see
+    /// The partitions assigned to this instance (from the consumer), those that reached the
+    /// end of a bounded run, and those at their end now. Assigned partitions without events
+    /// hold the watermark back until they are found empty at their end (see
     /// `aggregate::watermark`); revoked partitions' linkage state is dropped (their new owner
     /// rebuilds it; checkpoints will hand it over).
-    pub fn assignment(&mut self, assigned: &[i32], ended: &[i32], now: Instant) {
+    pub fn assignment(&mut self, assigned: &[i32], ended: &[i32], at_end: &[i32], now: Instant) {
         if !assigned.is_empty() {
             self.watermarks.assign(assigned, now);
             self.linkers.retain(|p, _| assigned.contains(p));
         }
         for p in ended {
             self.watermarks.end(*p);
+        }
+        for p in at_end {
+            if self.watermarks.at_end(*p) {
+                tracing::info!(
+                    partition = p,
+                    "partition empty at its end: it holds the watermark back no longer"
+                );
+            }
         }
     }
 

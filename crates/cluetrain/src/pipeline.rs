@@ -840,7 +840,7 @@ impl Run<'_> {
         let arrived = self.receive(&mut batch).await?;
         self.job
             .enrichment
-            .assignment(&batch.assigned, &batch.ended, arrived);
+            .assignment(&batch.assigned, &batch.ended, &batch.at_end, arrived);
         let watermark_before = self.job.enrichment.watermark();
         match self.job.enrich(&batch.events, Instant::now()) {
             Ok((enriched, took)) => Ok(Prepared {
@@ -922,7 +922,7 @@ impl Run<'_> {
                     chrono::Utc::now(),
                     (&next.events, Instant::now()),
                     |e| {
-                        e.assignment(&next.assigned, &next.ended, next_arrived);
+                        e.assignment(&next.assigned, &next.ended, &next.at_end, next_arrived);
                         next_watermark_before = e.watermark();
                     },
                     &runtime,

@@ -123,6 +123,9 @@ pub struct IngestBatch {
     pub assigned: Vec<i32>,
     /// Bounded runs: partitions that have reached their end (they hold no watermark back).
     pub ended: Vec<i32>,
+    /// Any run: partitions at their end now, settled (no message for a second since the end
+    /// was seen). One that never delivered an event is empty, and holds no watermark back.
+    pub at_end: Vec<i32>,
 }
 
 /// A rebalance, as a coordinating pipeline sees it ([`start_coordinated`]).
@@ -698,7 +701,8 @@ const BURST: usize = 512;
 const IDLE_POLL: Duration = Duration::from_millis(5);
 
 /// The batch being filled.
-/// How long a partition stays at its end, with no message, before a bounded run believes it.
+/// How long a partition stays at its end, with no message, before a bounded run believes it
+/// (and before any run counts a partition that never delivered as empty).
 const END_SETTLE: Duration = Duration::from_secs(1);
 
 struct Pending {
@@ -1112,6 +1116,7 @@ impl Worker {
             } else {
                 Vec::new()
             },
+            at_end: settled.iter().copied().collect(),
         };
         p.reported_end = settled;
         p.opened = None;

@@ -534,7 +534,9 @@ pub struct LinkageConfig {
     /// Allowed out-of-orderness of event time: the watermark trails the newest event by this.
     #[serde(with = "humantime_serde")]
     pub out_of_orderness: Duration,
-    /// A partition without events for this long no longer holds the watermark back.
+    /// A partition without events for this long no longer holds the watermark back. One with
+    /// no event since it was assigned stops holding it as soon as the source finds it at its
+    /// end (empty), without waiting for this.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Events waiting for the watermark to be linked in event-time order; beyond it the oldest
