@@ -28,6 +28,9 @@ pub struct WatermarkConfig {
     pub out_of_orderness_micros: i64,
     /// A partition without events for this long (wall clock) stops holding the watermark back.
     pub idle_timeout: Duration,
+    /// A partition without any event, found at its end ([`Watermarks::at_end`]), stops holding
+    /// the watermark back this long after.
+    pub empty_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +39,9 @@ struct PartitionMark {
     max_event_time: Option<i64>,
     last_event_at: Instant,
     ended: bool,
-    /// No event yet, and the source found it at its end: there is nothing to wait for.
-    empty: bool,
+    /// No event yet, and the source found it at its end at this time: there is nothing to
+    /// wait for once `empty_timeout` has passed.
+    empty_since: Option<Instant>,
 }
 
 impl PartitionMark {
@@ -46,15 +50,18 @@ impl PartitionMark {
             max_event_time: None,
             last_event_at: now,
             ended: false,
-            empty: false,
+            empty_since: None,
         }
     }
 
     /// Whether it holds nothing back at wall time `now`.
-    fn idle(&self, now: Instant, idle_timeout: Duration) -> bool {
+    fn idle(&self, now: Instant, cfg: &WatermarkConfig) -> bool {
         self.ended
-            || (self.empty && self.max_event_time.is_none())
-            || now.saturating_duration_since(self.last_event_at) > idle_timeout
+            || (self.max_event_time.is_none()
+                && self
+                    .empty_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= cfg.empty_timeout))
+            || now.saturating_duration_since(self.last_event_at) > cfg.idle_timeout
     }
 }
 
@@ -105,7 +112,7 @@ impl Watermarks {
         m.max_event_time = Some(m.max_event_time.map_or(event_time, |t| t.max(event_time)));
         m.last_event_at = now;
         m.ended = false;
-        m.empty = false;
+        m.empty_since = None;
     }
 
     /// The partitions assigned now: new ones hold the watermark until their first event (or
@@ -119,15 +126,16 @@ impl Watermarks {
         }
     }
 
-    /// The source found `partition` at its end, with no message read since it was assigned
-    /// (or since its last message). If it never had an event, it is empty: it stops holding
-    /// the watermark back now rather than after the idle timeout. Its first event, when it
-    /// comes, makes it count again; an event older than the watermark by then is late, as it
-    /// would be on a partition that woke up from idle. Returns whether it became empty now.
-    pub fn at_end(&mut self, partition: i32) -> bool {
+    /// The source found `partition` at its end at wall time `now`, with no message read since
+    /// it was assigned (or since its last message). If it never had an event, it is empty: it
+    /// stops holding the watermark back `empty_timeout` after the first such report rather
+    /// than after the idle timeout. Its first event, when it comes, makes it count again; an
+    /// event older than the watermark by then is late, as it would be on a partition that
+    /// woke up from idle. Returns whether it was found empty now (the first report).
+    pub fn at_end(&mut self, partition: i32, now: Instant) -> bool {
         match self.partitions.get_mut(&partition) {
-            Some(m) if m.max_event_time.is_none() && !m.empty => {
-                m.empty = true;
+            Some(m) if m.max_event_time.is_none() && m.empty_since.is_none() => {
+                m.empty_since = Some(now);
                 true
             }
             _ => false,
@@ -141,6 +149,11 @@ impl Watermarks {
         }
     }
 
+    /// How long a partition found empty still holds the watermark back.
+    pub fn empty_timeout(&self) -> Duration {
+        self.cfg.empty_timeout
+    }
+
     /// Forgets a partition (revoked in a rebalance).
     pub fn remove(&mut self, partition: i32) {
         self.partitions.remove(&partition);
@@ -151,7 +164,7 @@ impl Watermarks {
         let m = self.partitions.get(&partition);
         PartitionWatermark {
             max_event_time: m.and_then(|m| m.max_event_time),
-            idle: m.is_some_and(|m| m.idle(now, self.cfg.idle_timeout)),
+            idle: m.is_some_and(|m| m.idle(now, &self.cfg)),
             pipeline: self.effective(partition),
         }
     }
@@ -174,7 +187,7 @@ impl Watermarks {
                 max_event_time: s.max_event_time,
                 last_event_at,
                 ended: false,
-                empty: false,
+                empty_since: None,
             },
         );
         match s.pipeline {
@@ -239,7 +252,7 @@ impl Watermarks {
     pub fn advance(&mut self, now: Instant) -> Option<i64> {
         let (mut active_min, mut all_max, mut blocked) = (None::<i64>, None::<i64>, false);
         for m in self.partitions.values() {
-            let idle = m.idle(now, self.cfg.idle_timeout);
+            let idle = m.idle(now, &self.cfg);
             let Some(t) = m.max_event_time else {
                 // Assigned, nothing seen yet: wait for it unless it is idle, empty or ended.
                 blocked |= !idle;
@@ -298,6 +311,7 @@ mod tests {
         WatermarkConfig {
             out_of_orderness_micros: 5 * S,
             idle_timeout: Duration::from_secs(30),
+            empty_timeout: Duration::from_secs(2),
         }
     }
 
@@ -373,36 +387,52 @@ mod tests {
     #[test]
     fn an_empty_partition_at_its_end_holds_nothing_back_but_a_slow_one_does() {
         let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        let t2 = t0 + Duration::from_secs(2);
         let mut w = Watermarks::new(cfg());
         w.assign(&[0, 1, 2], t0);
         w.observe(0, 100 * S, t0);
         w.observe(1, 80 * S, t0);
         assert_eq!(w.advance(t0), None, "partition 2 has not spoken yet");
         // Partition 1 is at its end too, but it had events: it still counts (idle timeout).
-        w.at_end(1);
-        w.at_end(2);
+        assert!(!w.at_end(1, t0));
+        assert!(w.at_end(2, t0), "2 is found empty");
+        assert!(
+            !w.at_end(2, t1),
+            "found once; the timer runs from the first report"
+        );
         assert_eq!(
-            w.advance(t0),
+            w.advance(t1),
+            None,
+            "2 holds the watermark for empty_timeout"
+        );
+        assert!(!w.snapshot(2, t1).idle);
+        assert_eq!(
+            w.advance(t2),
             Some(75 * S),
             "2 is empty: the minimum of 0 and 1, long before the idle timeout"
         );
-        assert!(w.snapshot(2, t0).idle, "a checkpoint keeps it idle");
+        assert!(w.snapshot(2, t2).idle, "a checkpoint keeps it idle");
         // Its first event makes it count again, and the watermark never runs backwards.
-        w.observe(2, 90 * S, t0);
-        w.observe(1, 120 * S, t0);
-        assert_eq!(w.advance(t0), Some(85 * S), "2 holds the watermark again");
-        w.at_end(2);
+        w.observe(2, 90 * S, t2);
+        w.observe(1, 120 * S, t2);
+        assert_eq!(w.advance(t2), Some(85 * S), "2 holds the watermark again");
+        w.at_end(2, t2);
         assert_eq!(
-            w.advance(t0),
+            w.advance(t2 + Duration::from_secs(5)),
             Some(85 * S),
             "at its end after events, it waits for the idle timeout like any other"
         );
         // Revoked and assigned again: empty only once the source says so again.
-        w.assign(&[0, 1], t0);
-        w.assign(&[0, 1, 2], t0);
-        w.observe(0, 200 * S, t0);
-        w.observe(1, 200 * S, t0);
-        assert_eq!(w.advance(t0), Some(85 * S), "2 is new and not known empty");
+        w.assign(&[0, 1], t2);
+        w.assign(&[0, 1, 2], t2);
+        w.observe(0, 200 * S, t2);
+        w.observe(1, 200 * S, t2);
+        assert_eq!(
+            w.advance(t2 + Duration::from_secs(5)),
+            Some(85 * S),
+            "2 is new and not known empty"
+        );
     }
 
     fn restored(max: i64, pipeline: Option<i64>) -> PartitionWatermark {

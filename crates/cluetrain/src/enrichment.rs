@@ -375,6 +375,7 @@ impl Enrichment {
             watermarks: Watermarks::new(WatermarkConfig {
                 out_of_orderness_micros: micros(config.linkage.out_of_orderness),
                 idle_timeout: config.linkage.idle_timeout,
+                empty_timeout: config.linkage.empty_partition_timeout,
             }),
             lateness_micros: micros(config.windows.allowed_lateness),
             horizon_micros: micros(config.linkage.response_horizon),
@@ -608,10 +609,12 @@ impl Enrichment {
             self.watermarks.end(*p);
         }
         for p in at_end {
-            if self.watermarks.at_end(*p) {
+            if self.watermarks.at_end(*p, now) {
                 tracing::info!(
                     partition = p,
-                    "partition empty at its end: it holds the watermark back no longer"
+                    release_in = ?self.watermarks.empty_timeout(),
+                    "partition empty at its end, no event since it was assigned: it stops \
+                     holding the watermark back after linkage.empty_partition_timeout"
                 );
             }
         }

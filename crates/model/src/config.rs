@@ -534,11 +534,18 @@ pub struct LinkageConfig {
     /// Allowed out-of-orderness of event time: the watermark trails the newest event by this.
     #[serde(with = "humantime_serde")]
     pub out_of_orderness: Duration,
-    /// A partition without events for this long no longer holds the watermark back. One with
-    /// no event since it was assigned stops holding it as soon as the source finds it at its
-    /// end (empty), without waiting for this.
+    /// A partition without events for this long no longer holds the watermark back.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A partition with no event since it was assigned, which the source has found at its end
+    /// (empty: nothing to read), holds the watermark back this long more, then no longer,
+    /// without waiting for `idle_timeout`. A partition with a backlog is not at its end. The
+    /// trade-off: events a partition counted empty gets later are late if they are older than
+    /// the watermark by then (a topic filled one partition after another while cluetrain
+    /// reads it); meanwhile a cold start's first windows wait and what is read waits in the
+    /// reorder buffer. At `idle_timeout` or above, empty partitions wait like any other.
+    #[serde(with = "humantime_serde")]
+    pub empty_partition_timeout: Duration,
     /// Events waiting for the watermark to be linked in event-time order; beyond it the oldest
     /// is linked early (cluetrain_linkage_reorder_forced_total).
     pub reorder_events_max: usize,
@@ -552,6 +559,7 @@ impl Default for LinkageConfig {
             org_author_rule: OrgAuthorRule::ConfiguredElseIsOrg,
             out_of_orderness: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            empty_partition_timeout: Duration::from_secs(5),
             reorder_events_max: 1_000_000,
         }
     }
