@@ -149,6 +149,15 @@ impl Watermarks {
         }
     }
 
+    /// Assigned partitions without an event yet that hold the watermark back at wall time
+    /// `now`: neither idle, nor found empty for `empty_timeout`, nor ended.
+    pub fn waiting(&self, now: Instant) -> usize {
+        self.partitions
+            .values()
+            .filter(|m| m.max_event_time.is_none() && !m.idle(now, &self.cfg))
+            .count()
+    }
+
     /// How long a partition found empty still holds the watermark back.
     pub fn empty_timeout(&self) -> Duration {
         self.cfg.empty_timeout
@@ -394,6 +403,7 @@ mod tests {
         w.observe(0, 100 * S, t0);
         w.observe(1, 80 * S, t0);
         assert_eq!(w.advance(t0), None, "partition 2 has not spoken yet");
+        assert_eq!(w.waiting(t0), 1);
         // Partition 1 is at its end too, but it had events: it still counts (idle timeout).
         assert!(!w.at_end(1, t0));
         assert!(w.at_end(2, t0), "2 is found empty");
@@ -412,6 +422,7 @@ mod tests {
             Some(75 * S),
             "2 is empty: the minimum of 0 and 1, long before the idle timeout"
         );
+        assert_eq!(w.waiting(t2), 0);
         assert!(w.snapshot(2, t2).idle, "a checkpoint keeps it idle");
         // Its first event makes it count again, and the watermark never runs backwards.
         w.observe(2, 90 * S, t2);

@@ -535,6 +535,12 @@ impl Enrichment {
         self.stats
     }
 
+    /// Assigned partitions that hold the watermark back at wall time `now` without having had
+    /// an event (see `aggregate::watermark`).
+    pub fn partitions_waiting(&self, now: Instant) -> usize {
+        self.watermarks.waiting(now)
+    }
+
     /// The pipeline watermark.
     pub fn watermark(&self) -> Option<i64> {
         self.watermarks.current()

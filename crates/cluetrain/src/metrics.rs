@@ -194,6 +194,8 @@ pub struct PipelineMetrics {
     pub watermark_seconds: F64Gauge,
     /// Wall clock minus the watermark, seconds.
     pub watermark_lag_seconds: F64Gauge,
+    /// Assigned partitions without an event yet that hold the watermark back.
+    pub watermark_partitions_waiting: Gauge,
     /// Wall time from a micro-batch's arrival to the publication of the records it closed.
     pub emit_delay: Histogram,
     /// Wall time to process one micro-batch (enrichment, aggregation, outputs).
@@ -277,6 +279,7 @@ impl PipelineMetrics {
             window_records: Family::default(),
             watermark_seconds: F64Gauge::default(),
             watermark_lag_seconds: F64Gauge::default(),
+            watermark_partitions_waiting: Gauge::default(),
             emit_delay: latency_histogram(),
             batch_seconds: latency_histogram(),
             linkage_entries: Gauge::default(),
@@ -567,7 +570,10 @@ impl PipelineMetrics {
         reorder_buffered: usize,
         parquet_files: u64,
         watermark_micros: Option<i64>,
+        partitions_waiting: usize,
     ) {
+        self.watermark_partitions_waiting
+            .set(i64::try_from(partitions_waiting).unwrap_or(i64::MAX));
         self.linkage_entries
             .set(i64::try_from(linkage_entries).unwrap_or(i64::MAX));
         self.reorder_buffered
@@ -800,6 +806,11 @@ impl PipelineMetrics {
             "cluetrain_watermark_lag_seconds",
             "Wall clock minus the pipeline watermark",
             self.watermark_lag_seconds.clone(),
+        );
+        r.register(
+            "cluetrain_watermark_partitions_waiting",
+            "Assigned partitions without an event yet that hold the watermark back (not idle, not found empty for linkage.empty_partition_timeout, not ended)",
+            self.watermark_partitions_waiting.clone(),
         );
         r.register(
             "cluetrain_emit_delay_seconds",

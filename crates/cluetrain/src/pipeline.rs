@@ -1417,6 +1417,7 @@ fn observe(
         job.enrichment.buffered(),
         parquet.map_or(0, ParquetSink::files_written),
         step.enriched.watermark,
+        job.enrichment.partitions_waiting(Instant::now()),
     );
     // The backlog walks every open window: at most once a second.
     if last_backlog.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
