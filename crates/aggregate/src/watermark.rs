@@ -259,6 +259,24 @@ impl Watermarks {
 
     /// Recomputes and returns the pipeline watermark at wall time `now` (None before any event).
     pub fn advance(&mut self, now: Instant) -> Option<i64> {
+        if let Some(candidate) = self.candidate(now) {
+            self.current = Some(self.current.map_or(candidate, |c| c.max(candidate)));
+            self.unjudged = false;
+        }
+        self.current
+    }
+
+    /// Whether [`Watermarks::advance`] at wall time `now` would move the watermark with no new
+    /// event: a partition's idle or empty timeout ran out since the last advance. With no
+    /// batch arriving, nothing else would move it (the pipeline asks every second while no batch arrives).
+    pub fn would_advance(&self, now: Instant) -> bool {
+        self.candidate(now)
+            .is_some_and(|c| self.current.is_none_or(|w| c > w))
+    }
+
+    /// The watermark the partitions allow at wall time `now`, before it is kept from running
+    /// backwards; None while an assigned partition without events holds it.
+    fn candidate(&self, now: Instant) -> Option<i64> {
         let (mut active_min, mut all_max, mut blocked) = (None::<i64>, None::<i64>, false);
         for m in self.partitions.values() {
             let idle = m.idle(now, &self.cfg);
@@ -273,11 +291,11 @@ impl Watermarks {
                 active_min = Some(active_min.map_or(w, |a| a.min(w)));
             }
         }
-        if !blocked && let Some(candidate) = active_min.or(all_max) {
-            self.current = Some(self.current.map_or(candidate, |c| c.max(candidate)));
-            self.unjudged = false;
+        if blocked {
+            None
+        } else {
+            active_min.or(all_max)
         }
-        self.current
     }
 
     /// Moves the watermark to at least `t` (end of a bounded run: flush everything).
@@ -417,12 +435,21 @@ mod tests {
             "2 holds the watermark for empty_timeout"
         );
         assert!(!w.snapshot(2, t1).idle);
+        assert!(!w.would_advance(t1), "nothing to move it yet");
+        assert!(
+            w.would_advance(t2),
+            "time alone moves it once the empty timeout runs out (the pipeline's tick asks)"
+        );
         assert_eq!(
             w.advance(t2),
             Some(75 * S),
             "2 is empty: the minimum of 0 and 1, long before the idle timeout"
         );
         assert_eq!(w.waiting(t2), 0);
+        assert!(
+            !w.would_advance(t2),
+            "advanced: nothing more until an event or a timeout"
+        );
         assert!(w.snapshot(2, t2).idle, "a checkpoint keeps it idle");
         // Its first event makes it count again, and the watermark never runs backwards.
         w.observe(2, 90 * S, t2);

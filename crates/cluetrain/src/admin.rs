@@ -46,10 +46,19 @@ impl Health {
         self.consuming.store(true, Ordering::Relaxed);
         self.assigned.store(assigned, Ordering::Relaxed);
         self.last_batch_ms.store(now, Ordering::Relaxed);
+        self.moved(watermark, now);
+    }
+
+    /// The watermark moved without a batch from the source (the tick's heartbeat).
+    pub fn watermark(&self, watermark: Option<i64>) {
+        self.moved(watermark, chrono::Utc::now().timestamp_millis());
+    }
+
+    fn moved(&self, watermark: Option<i64>, now_ms: i64) {
         if let Some(w) = watermark
             && w > self.watermark.swap(w, Ordering::Relaxed)
         {
-            self.watermark_moved_ms.store(now, Ordering::Relaxed);
+            self.watermark_moved_ms.store(now_ms, Ordering::Relaxed);
         }
     }
 

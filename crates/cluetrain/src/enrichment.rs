@@ -541,6 +541,13 @@ impl Enrichment {
         self.watermarks.waiting(now)
     }
 
+    /// Whether time alone moved the watermark since the last batch (a partition's
+    /// `linkage.idle_timeout` or `empty_partition_timeout` ran out): an empty batch would
+    /// close the windows it passes.
+    pub fn watermark_due(&self, now: Instant) -> bool {
+        self.watermarks.would_advance(now)
+    }
+
     /// The pipeline watermark.
     pub fn watermark(&self) -> Option<i64> {
         self.watermarks.current()

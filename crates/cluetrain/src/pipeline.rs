@@ -66,6 +66,9 @@ pub struct RunReport {
     /// (`windows.overlap_enrichment`): their enrichment time is in `stages` and overlapped
     /// the engine's.
     pub overlapped_batches: u64,
+    /// Empty batches run while the input was quiet, because time alone moved the watermark (a partition's
+    /// idle or empty timeout ran out with no batch arriving).
+    pub heartbeats: u64,
 }
 
 /// Wall time of the pipeline task per stage, summed over a run: which stage holds the rate
@@ -520,6 +523,11 @@ pub async fn run(
         std::time::Duration::from_secs(60),
     ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // While no batch arrives, time alone can move the watermark (a partition's idle or empty
+    // timeout runs out): looked at every second then ([`Run::heartbeat`]). Batches flowing
+    // move it themselves, so this never cuts a chain of overlapped batches.
+    let mut quiet = tokio::time::interval(std::time::Duration::from_secs(1));
+    quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A batch enriched beside the window engine of the one before (`Run::look_ahead`):
     // completed before anything else, so the loop only waits, ticks or rebalances with
     // enrichment and the engine at the same batch.
@@ -573,6 +581,16 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 if let Err(e) = run.tick().await {
+                    handle.stop();
+                    failure = Some(e);
+                    break;
+                }
+                continue;
+            }
+            _ = quiet.tick() => {
+                if run.job.enrichment.watermark_due(Instant::now())
+                    && let Err(e) = run.heartbeat().await
+                {
                     handle.stop();
                     failure = Some(e);
                     break;
@@ -724,6 +742,9 @@ struct Prepared {
     watermark_before: Option<i64>,
     enriched: crate::enrichment::Enriched,
     enrich_time: Duration,
+    /// No batch from the source: a heartbeat ([`Run::heartbeat`]), for a watermark that time
+    /// moved. Nothing to acknowledge, no offset moved.
+    heartbeat: bool,
 }
 
 /// What one run holds between batches.
@@ -849,6 +870,7 @@ impl Run<'_> {
                 watermark_before,
                 enriched,
                 enrich_time: took,
+                heartbeat: false,
             }),
             Err(e) => {
                 // A wiring bug (the batch lacks a column): stop without acknowledging.
@@ -904,6 +926,7 @@ impl Run<'_> {
             watermark_before,
             enriched,
             enrich_time,
+            heartbeat,
         } = p;
         let (step, ahead) = match next {
             None => (
@@ -980,9 +1003,13 @@ impl Run<'_> {
                 &mut self.last_backlog,
             );
         }
-        observers
-            .health
-            .batch(batch.assigned.len(), step.enriched.watermark);
+        if heartbeat {
+            observers.health.watermark(step.enriched.watermark);
+        } else {
+            observers
+                .health
+                .batch(batch.assigned.len(), step.enriched.watermark);
+        }
         observers.live.observe(
             &step.enriched.batch,
             batch.messages,
@@ -1037,6 +1064,20 @@ impl Run<'_> {
         if batch.events.num_rows() > 0 {
             report.timing.last_events_done = Some(Instant::now());
         }
+        if heartbeat {
+            // Not the source's: no offset moved, nothing to acknowledge.
+            report.heartbeats += 1;
+            report.window_records += step.records.len() as u64;
+            report.final_records += step.records.iter().filter(|r| r.is_final).count() as u64;
+            if !step.records.is_empty()
+                && let Some(ck) = self.ck.as_mut()
+            {
+                // The state moved at the same offsets: the next checkpoint keeps it, so that
+                // a restart does not emit these records again.
+                ck.dirty.extend(ck.positions.keys().copied());
+            }
+            return Ok(None);
+        }
         report.batches += 1;
         report.events += batch.events.num_rows() as u64;
         report.dead_letters += batch.rejects.len() as u64;
@@ -1072,6 +1113,7 @@ impl Run<'_> {
                 watermark_before,
                 enriched,
                 enrich_time: took,
+                heartbeat: false,
             })),
             Some((_, _, _, Err(e))) => {
                 error!(error = %format!("{e:#}"), "stopping: processing failed");
@@ -1115,6 +1157,37 @@ impl Run<'_> {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// No batch came, but time moved the watermark: a partition's `linkage.idle_timeout` or
+    /// `empty_partition_timeout` ran out while the input was quiet (e.g. a cold start beside
+    /// an empty partition, all of its input read in the first batches). An empty batch through
+    /// enrichment and the window engine closes the windows the watermark passed now, instead
+    /// of when the next message arrives, which on a quiet topic may be never.
+    async fn heartbeat(&mut self) -> anyhow::Result<()> {
+        let batch = IngestBatch {
+            seq: self
+                .ck
+                .as_ref()
+                .and_then(|c| c.last_seq)
+                .unwrap_or_default(),
+            events: arrow_array::RecordBatch::new_empty(model::event_schema()),
+            rejects: Vec::new(),
+            offsets: Vec::new(),
+            messages: 0,
+            bytes: 0,
+            assigned: Vec::new(),
+            ended: Vec::new(),
+            at_end: Vec::new(),
+        };
+        let mut p = self.prepare(batch).await?;
+        p.heartbeat = true;
+        tracing::debug!(
+            watermark_before = ?p.watermark_before,
+            watermark = ?p.enriched.watermark,
+            "time moved the watermark with no batch (idle or empty partition timeout)"
+        );
+        self.complete(p, None).await.map(|_| ())
     }
 
     /// Writes the checkpoint of every partition whose position moved, after flushing Parquet,
@@ -1536,6 +1609,7 @@ impl RunReport {
             "linkage_entries": self.linkage_entries,
             "batches": self.batches,
             "overlapped_batches": self.overlapped_batches,
+            "heartbeats": self.heartbeats,
             "stage_seconds": self.stages.json(),
             "process": crate::resources::current(),
         })

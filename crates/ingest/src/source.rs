@@ -558,9 +558,11 @@ pub fn start_coordinated(
     let generation = Arc::new(AtomicU64::new(0));
     let closing = Arc::new(AtomicBool::new(false));
     let mut cfg = client_config(kafka, Role::Consumer);
-    if mode == RunMode::UntilEnd {
-        cfg.set("enable.partition.eof", "true");
-    }
+    // Every run: a bounded one stops at the ends; a continuous one learns which partitions are
+    // empty, so that they hold neither the watermark nor event-time alignment back (a cold
+    // start beside an empty partition held its first windows for `linkage.idle_timeout`).
+    // librdkafka reports an end once each time a partition's fetch catches up with it.
+    cfg.set("enable.partition.eof", "true");
     let consumer: BaseConsumer<SourceContext> = cfg
         .create_with_context(SourceContext {
             metrics: metrics.clone(),
@@ -712,7 +714,7 @@ struct Pending {
     messages: u64,
     bytes: u64,
     opened: Option<Instant>,
-    /// Bounded runs: the partitions at their end now (a message from one takes it out again).
+    /// The partitions at their end now (a message from one takes it out again).
     at_end: BTreeMap<i32, Instant>,
     /// The settled ends the last emitted batch carried.
     reported_end: BTreeSet<i32>,
