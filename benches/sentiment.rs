@@ -17,10 +17,20 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use enrich::sentiment::Scorer;
 
-const ORACLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../crates/enrich/tests/data/vader/oracle.jsonl"
-);
+/// The oracle, relative to this package.
+const ORACLE: &str = "../crates/enrich/tests/data/vader/oracle.jsonl";
+
+/// The oracle file, found from `CARGO_MANIFEST_DIR` as set when the test runs (cargo and nextest
+/// set it), not only as baked in at build time: a binary cargo reuses from a checkout at another
+/// path (one shared target directory) would otherwise read that checkout's files.
+fn oracle_path() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        )
+        .join(ORACLE)
+}
 
 /// Texts per benchmark iteration.
 const CORPUS: usize = 2000;
@@ -85,8 +95,9 @@ fn oracle_text(line: &str) -> Option<String> {
 /// Tweet-length (30 to 280 characters) oracle texts, `tweets_only` keeping those of kind
 /// "tweet", repeated in order up to `CORPUS` texts.
 fn corpus(tweets_only: bool) -> Vec<String> {
-    let data = std::fs::read_to_string(ORACLE)
-        .unwrap_or_else(|e| panic!("{ORACLE}: {e} (run `cargo xtask vader-oracle`)"));
+    let path = oracle_path();
+    let data = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask vader-oracle`)", path.display()));
     let texts: Vec<String> = data
         .lines()
         // "kind" is the last field oracle.py writes.

@@ -3,11 +3,11 @@
 //! alerts.test.yml), and built only from metrics cluetrain exports (docs/prometheus.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus")
+    cluetrain_tests::package_dir().join("../deploy/prometheus")
 }
 
 fn promtool() -> PathBuf {
@@ -43,10 +43,9 @@ fn alert_rules_are_valid_and_fire_as_tested() {
 #[test]
 fn alert_rules_use_only_documented_metrics() {
     let rules = std::fs::read_to_string(dir().join("alerts.yml")).unwrap();
-    let docs = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/prometheus.md"),
-    )
-    .unwrap();
+    let docs =
+        std::fs::read_to_string(cluetrain_tests::package_dir().join("../docs/prometheus.md"))
+            .unwrap();
     let mut used = Vec::new();
     let mut rest = rules.as_str();
     while let Some(i) = rest.find("cluetrain_") {

@@ -265,8 +265,7 @@ fn demo_runs_with_nothing_installed_and_stops_cleanly() {
 
 #[test]
 fn shipped_example_config_is_valid() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cluetrain.example.toml");
+    let path = cluetrain_tests::package_dir().join("../deploy/cluetrain.example.toml");
     assert_config_valid(&path);
 }
 

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    cluetrain_tests::package_dir()
         .join("..")
         .canonicalize()
         .unwrap()

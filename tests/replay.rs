@@ -24,7 +24,7 @@ fn cluetrain() -> Command {
 }
 
 fn sample() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/twcs/sample.csv")
+    cluetrain_tests::package_dir().join("data/twcs/sample.csv")
 }
 
 fn dry_run(format: &str, file: &std::path::Path) -> Output {

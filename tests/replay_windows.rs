@@ -3,7 +3,7 @@
 //! hand from tests/data/twcs/sample.csv (the way an analyst tries cluetrain on history).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,9 +12,7 @@ use rdkafka::Message;
 use serde_json::Value;
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data/twcs")
-        .join(name)
+    cluetrain_tests::package_dir().join("data/twcs").join(name)
 }
 
 fn env(c: &mut Command, input: &str, windows: &str, late: &str, dead: &str) {

@@ -2,12 +2,12 @@
 //! Schema (with the `jsonschema` crate, formats asserted) and by cluetrain's decoder.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ingest::{DecodeLimits, Decoder};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    cluetrain_tests::package_dir().join("..")
 }
 
 fn schema() -> serde_json::Value {

@@ -30,7 +30,7 @@ fn wall_at(start: chrono::DateTime<chrono::Utc>, offset_s: f64) -> chrono::DateT
 
 /// The folder of all golden cases.
 pub fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/windows")
+    crate::package_dir().join("data/windows")
 }
 
 /// Runs one case and returns its output lines.

@@ -16,6 +16,19 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+/// This package's directory (`tests/`), read when the test runs rather than when it was built.
+///
+/// `env!("CARGO_MANIFEST_DIR")` is baked in at compile time, and cargo reuses a test binary
+/// built from a checkout at another path when both share one target directory (as `.ci/run`'s
+/// cache does), so the baked-in path can name a checkout that is gone or holds other files.
+/// `cargo test` and nextest set the variable at run time too; that value wins.
+pub fn package_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
+}
+
 /// The broker address from `cargo xtask test`. Fails the test with instructions if unset.
 pub fn brokers() -> String {
     match std::env::var("CLUETRAIN_TEST_BROKERS") {

@@ -10,7 +10,21 @@
 use enrich::sentiment::{Scorer, score_lines};
 use serde::Deserialize;
 
-const ORACLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vader/oracle.jsonl");
+/// The oracle, relative to this package.
+const ORACLE: &str = "tests/data/vader/oracle.jsonl";
+
+/// The oracle file, found from `CARGO_MANIFEST_DIR` as set when the test runs (cargo and nextest
+/// set it), not only as baked in at build time: a binary cargo reuses from a checkout at another
+/// path (one shared target directory) would otherwise read that checkout's files.
+fn oracle_path() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        )
+        .join(ORACLE)
+}
+
 /// The oracle must not silently shrink (a truncated file would pass trivially).
 const MIN_TEXTS: usize = 5000;
 const COMPOUND_TOLERANCE: f64 = 1e-4;
@@ -29,12 +43,14 @@ struct Row {
 }
 
 fn load() -> Vec<Row> {
-    let data = std::fs::read_to_string(ORACLE)
-        .unwrap_or_else(|e| panic!("{ORACLE}: {e} (run `cargo xtask vader-oracle`)"));
+    let path = oracle_path();
+    let data = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask vader-oracle`)", path.display()));
     data.lines()
         .enumerate()
         .map(|(i, line)| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{ORACLE}:{}: {e}", i + 1))
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1))
         })
         .collect()
 }

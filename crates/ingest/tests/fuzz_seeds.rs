@@ -6,14 +6,17 @@
 //! a seed fail it, shows in `cargo xtask test` and not only in the next fuzz run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[path = "../fuzz/src/lib.rs"]
 #[allow(dead_code)]
 mod checks;
 
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time (cargo and nextest set it): a binary reused from a checkout at another path
+    // sharing the target directory would otherwise read that checkout's seeds.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("fuzz/seeds")
         .join(target);
     let mut out: Vec<_> = std::fs::read_dir(&dir)
