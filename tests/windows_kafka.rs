@@ -344,7 +344,10 @@ async fn a_continuous_run_beside_an_empty_partition_closes_windows_before_the_id
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("stderr.log");
     let mut child = command(case, &t, tmp.path(), false)
-        .env("CLUETRAIN_LOG__FILTER", "info,cluetrain::pipeline=debug,ingest::source=debug")
+        .env(
+            "CLUETRAIN_LOG__FILTER",
+            "info,cluetrain::pipeline=debug,ingest::source=debug",
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
