@@ -88,6 +88,15 @@ struct RunArgs {
     /// The release `cluetrain` binary.
     #[arg(long)]
     cluetrain: PathBuf,
+    /// Another build of cluetrain (an A/B): run interleaved with `--cluetrain` on the same
+    /// topic, and summarised beside it with the ratio of their rates.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Environment of the baseline runs, `KEY=VALUE`, after the bench's own (e.g.
+    /// `CLUETRAIN_OUTPUTS__OVERLAP_DELIVERY=false`): an A/B of a setting. Without `--baseline`
+    /// the baseline is the `--cluetrain` binary itself.
+    #[arg(long, value_parser = parse_env)]
+    baseline_env: Vec<(String, String)>,
     /// Messages to preload.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
@@ -286,22 +295,62 @@ fn run(a: &RunArgs) -> anyhow::Result<()> {
 
     let mut drains = Vec::new();
     let mut cluetrains = Vec::new();
-    // Interleaved, so that a slow spell of the machine touches both sides alike.
+    let mut baselines = Vec::new();
+    let baseline = a
+        .baseline
+        .clone()
+        .or_else(|| (!a.baseline_env.is_empty()).then(|| a.cluetrain.clone()));
+    // Interleaved, so that a slow spell of the machine touches every side alike.
     for i in 0..a.runs {
         eprintln!("==> run {}/{}: drain", i + 1, a.runs);
         let d = drain_child(a)?;
         eprintln!("    {}", brief(&d, "events_per_second"));
         drains.push(d);
         eprintln!("==> run {}/{}: cluetrain run --until-end", i + 1, a.runs);
-        let c = cluetrain_until_end(a, &config, i)?;
+        let c = cluetrain_until_end(a, &a.cluetrain, &[], &config, &format!("run-{i}"))?;
         eprintln!("    {}", brief(&c["performance"], "events_per_second"));
         cluetrains.push(c);
+        if let Some(b) = &baseline {
+            eprintln!(
+                "==> run {}/{}: baseline {} run --until-end {:?}",
+                i + 1,
+                a.runs,
+                b.display(),
+                a.baseline_env
+            );
+            let c = cluetrain_until_end(a, b, &a.baseline_env, &config, &format!("baseline-{i}"))?;
+            eprintln!("    {}", brief(&c["performance"], "events_per_second"));
+            baselines.push(c);
+        }
     }
     let drain_rate = median(&drains, &["events_per_second"]);
     let ct_rate = median(&cluetrains, &["performance", "events_per_second"]);
     let ratio = drain_rate
         .zip(ct_rate)
         .and_then(|(d, c)| (d > 0.0).then_some(c / d));
+    let baseline = baseline.as_ref().map(|b| {
+        let rate = median(&baselines, &["performance", "events_per_second"]);
+        let mut side = side_summary(&baselines);
+        side["binary"] = json!(b.display().to_string());
+        side["env"] = json!(
+            a.baseline_env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        );
+        // How much faster `--cluetrain` is than the baseline (1.1 = 10 % more events/s).
+        side["speedup"] = json!(
+            ct_rate
+                .zip(rate)
+                .and_then(|(c, b)| (b > 0.0).then_some(c / b))
+        );
+        side["ratio"] = json!(
+            drain_rate
+                .zip(rate)
+                .and_then(|(d, b)| (d > 0.0).then_some(b / d))
+        );
+        side
+    });
     let summary = json!({
         "drain": {
             "events_per_second": drain_rate,
@@ -310,19 +359,9 @@ fn run(a: &RunArgs) -> anyhow::Result<()> {
             "min_events_per_second": extreme(&drains, &["events_per_second"], f64::min),
             "max_events_per_second": extreme(&drains, &["events_per_second"], f64::max),
         },
-        "cluetrain": {
-            "events_per_second": ct_rate,
-            "events_per_second_wall": median(&cluetrains, &["performance", "events_per_second_wall"]),
-            "cpu_seconds": median(&cluetrains, &["performance", "process", "cpu_seconds"]),
-            "peak_rss_bytes": median(&cluetrains, &["performance", "process", "peak_rss_bytes"]),
-            "emit_delay_p50_seconds": median(&cluetrains, &["performance", "emit_delay_seconds", "p50"]),
-            "emit_delay_p99_seconds": median(&cluetrains, &["performance", "emit_delay_seconds", "p99"]),
-            "linkage_entries": median(&cluetrains, &["performance", "linkage_entries"]),
-            "stage_seconds": stage_medians(&cluetrains),
-            "min_events_per_second": extreme(&cluetrains, &["performance", "events_per_second"], f64::min),
-            "max_events_per_second": extreme(&cluetrains, &["performance", "events_per_second"], f64::max),
-        },
+        "cluetrain": side_summary(&cluetrains),
         "ratio": ratio,
+        "baseline": baseline,
     });
     let soak = if a.soak > 0.0 {
         let rate = a
@@ -343,6 +382,7 @@ fn run(a: &RunArgs) -> anyhow::Result<()> {
         "soak": soak,
         "drain_runs": drains,
         "cluetrain_runs": cluetrains,
+        "baseline_runs": baselines,
     });
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -451,12 +491,49 @@ fn cluetrain_env(a: &RunArgs, c: &mut Command, topic: &str, name: &str, checkpoi
         .stdin(Stdio::null());
 }
 
-fn cluetrain_until_end(a: &RunArgs, config: &Path, i: usize) -> anyhow::Result<Value> {
-    let name = format!("run-{i}");
+/// The medians of one side's runs (`cluetrain` or `baseline`).
+fn side_summary(runs: &[Value]) -> Value {
+    let perf = |path: &[&str]| {
+        let full: Vec<&str> = ["performance"].iter().chain(path).copied().collect();
+        median(runs, &full)
+    };
+    json!({
+        "events_per_second": perf(&["events_per_second"]),
+        "events_per_second_wall": perf(&["events_per_second_wall"]),
+        "cpu_seconds": perf(&["process", "cpu_seconds"]),
+        "peak_rss_bytes": perf(&["process", "peak_rss_bytes"]),
+        "emit_delay_p50_seconds": perf(&["emit_delay_seconds", "p50"]),
+        "emit_delay_p99_seconds": perf(&["emit_delay_seconds", "p99"]),
+        "end_seconds": perf(&["end_seconds"]),
+        "linkage_entries": perf(&["linkage_entries"]),
+        "stage_seconds": stage_medians(runs),
+        "min_events_per_second": extreme(runs, &["performance", "events_per_second"], f64::min),
+        "max_events_per_second": extreme(runs, &["performance", "events_per_second"], f64::max),
+    })
+}
+
+/// `KEY=VALUE` of `--baseline-env`.
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "{s:?}: expected KEY=VALUE, e.g. CLUETRAIN_OUTPUTS__OVERLAP_DELIVERY=false"
+        )),
+    }
+}
+
+fn cluetrain_until_end(
+    a: &RunArgs,
+    binary: &Path,
+    env: &[(String, String)],
+    config: &Path,
+    name: &str,
+) -> anyhow::Result<Value> {
     let log = a.work_dir.join(format!("{name}.log"));
-    let mut c = Command::new(&a.cluetrain);
+    let mut c = Command::new(binary);
     c.args(["run", "--until-end", "--config"]).arg(config);
-    cluetrain_env(a, &mut c, &a.common.topic, &name, a.checkpoints);
+    cluetrain_env(a, &mut c, &a.common.topic, name, a.checkpoints);
+    c.envs(env.iter().map(|(k, v)| (k, v)));
     let out = c
         .stderr(std::fs::File::create(&log)?)
         .output()
@@ -693,7 +770,12 @@ fn print_summary(doc: &Value) {
         "\nend-to-end, {} events, median of {} runs ({}):",
         doc["events"], doc["runs"], doc["date"]
     );
-    for (name, side) in [("drain", &s["drain"]), ("cluetrain", &s["cluetrain"])] {
+    let sides = [
+        ("drain", &s["drain"]),
+        ("cluetrain", &s["cluetrain"]),
+        ("baseline", &s["baseline"]),
+    ];
+    for (name, side) in sides.into_iter().filter(|(_, v)| !v.is_null()) {
         let _ = writeln!(
             out,
             "  {name:10} {:>12} events/s (min {}, max {})  cpu {}  peak rss {}",
@@ -712,12 +794,34 @@ fn print_summary(doc: &Value) {
         f(&c["emit_delay_p50_seconds"], 1e-3, " ms"),
         f(&c["emit_delay_p99_seconds"], 1e-3, " ms"),
     );
-    if let Some(stages) = c["stage_seconds"].as_object() {
-        let parts: Vec<String> = stages
+    let stages = |side: &Value| -> Option<String> {
+        let parts: Vec<String> = side["stage_seconds"]
+            .as_object()?
             .iter()
             .filter_map(|(k, v)| Some(format!("{k} {:.2}", v.as_f64()?)))
             .collect();
-        let _ = writeln!(out, "  stages (s) {}", parts.join(", "));
+        Some(format!(
+            "{}, end of run {}",
+            parts.join(", "),
+            f(&side["end_seconds"], 1.0, "")
+        ))
+    };
+    if let Some(line) = stages(c) {
+        let _ = writeln!(out, "  stages (s) {line}");
+    }
+    let b = &s["baseline"];
+    if !b.is_null() {
+        let _ = writeln!(
+            out,
+            "  baseline   speedup {} (cluetrain / baseline events/s), baseline ratio {}, emit delay p50 {}  p99 {}",
+            f(&b["speedup"], 1.0, "x"),
+            f(&b["ratio"], 0.01, " %"),
+            f(&b["emit_delay_p50_seconds"], 1e-3, " ms"),
+            f(&b["emit_delay_p99_seconds"], 1e-3, " ms"),
+        );
+        if let Some(line) = stages(b) {
+            let _ = writeln!(out, "  baseline stages (s) {line}");
+        }
     }
     let soak = &doc["soak"];
     if !soak.is_null() {

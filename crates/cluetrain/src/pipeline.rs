@@ -4,7 +4,8 @@
 //! Each micro-batch is handled in order: dead letters, then the [`Job`] (enrichment and window
 //! aggregation), then its outputs. A batch is acknowledged (its offsets become committable) only
 //! after its dead letters, late events, forwarded complaints and the window records it caused
-//! are delivered to Kafka. Window state itself lives in memory until checkpoints land, so a
+//! are delivered to Kafka. Its outputs are handed to librdkafka in order and their delivery is
+//! awaited while the next batch is processed (at most one batch in flight: `InFlight`). Window state itself lives in memory until checkpoints land, so a
 //! crash replays from the last commit (at-least-once; records are upserts by key and revision).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -505,6 +506,7 @@ pub async fn run(
         horizon_micros: i64::try_from(config.linkage.response_horizon.as_micros())
             .unwrap_or(i64::MAX),
         ck,
+        in_flight: None,
     };
     let mut failure = None;
     tokio::pin!(shutdown);
@@ -614,6 +616,11 @@ pub async fn run(
                 break;
             }
         }
+    }
+    if failure.is_none()
+        && let Err(e) = run.settle().await
+    {
+        failure = Some(e);
     }
     run.report.timing.input_ended = Some(Instant::now());
     if failure.is_none()
@@ -729,6 +736,10 @@ enum CheckpointFailure {
     /// Parquet could not be flushed first: the pipeline stops, as for any Parquet failure.
     #[error("flushing Parquet before the checkpoint: {0:#}")]
     Parquet(anyhow::Error),
+    /// The outputs of a batch it would cover were not delivered: the pipeline stops, as for
+    /// any delivery failure.
+    #[error("delivering outputs before the checkpoint: {0:#}")]
+    Outputs(anyhow::Error),
     /// The store did not take a checkpoint: nothing is committed; the next round retries.
     #[error("writing the checkpoint: {0:#}")]
     Store(anyhow::Error),
@@ -767,9 +778,110 @@ struct Run<'a> {
     last_open_refresh: Option<Instant>,
     horizon_micros: i64,
     ck: Option<Checkpoints>,
+    /// The last batch whose outputs librdkafka has and whose delivery is not yet known: at
+    /// most one batch ([`Run::settle`]).
+    in_flight: Option<InFlight>,
+}
+
+/// A batch whose outputs were handed to librdkafka ([`OutputProducer::enqueue`]) while the
+/// pipeline went on, and what waits for their delivery ([`Run::settle`]).
+///
+/// At most one batch is in flight, a fixed bound rather than a setting: the one before is
+/// settled when the next batch's outputs are enqueued, and everything is settled before a
+/// checkpoint, a rebalance, a tick and the end of a run. A batch's processing takes longer than
+/// its delivery (linger 5 ms and the broker's answer against ~50 ms of work per 8,192 events),
+/// so the wait is usually over when it is looked at; when it is not, it shows in the stage
+/// `outputs` of the run summary and in `cluetrain_emit_delay_seconds`.
+struct InFlight {
+    /// The delivery reports, awaited on a task of their own that notes when they all came.
+    delivered: tokio::task::JoinHandle<(anyhow::Result<()>, Instant)>,
+    /// When the batch reached the pipeline.
+    arrived: Instant,
+    /// When the pipeline was done with it but for the delivery.
+    done: Instant,
+    /// It had events: the run's last busy moment is its delivery at the earliest.
+    events: bool,
+    /// Its records include a window's first emission at close: an emit-delay sample, and
+    /// the debug line of a closing batch.
+    closing: Option<ClosingBatch>,
+    /// Without checkpoints: the batch to acknowledge once its outputs are delivered.
+    ack: Option<IngestBatch>,
+}
+
+/// What the debug line of a batch that closed windows says of its own stages.
+struct ClosingBatch {
+    seq: u64,
+    rows: usize,
+    records: usize,
+    watermark_moved_seconds: Option<i64>,
+    times: crate::job::StepTimes,
+    enqueue: Duration,
+    observers: Duration,
 }
 
 impl Run<'_> {
+    /// Waits for the delivery of the batch in flight, if any, then does what waited for it:
+    /// its acknowledgement (without checkpoints), its emit delay. A failed delivery stops the
+    /// run without acknowledging (the batch is read again by the next run).
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let waiting = Instant::now();
+        let joined = f.delivered.await;
+        self.report.stages.outputs += waiting.elapsed();
+        let (result, delivered) = match joined {
+            Ok(r) => r,
+            Err(e) => (
+                Err(anyhow::anyhow!("internal: the delivery task failed: {e}")),
+                Instant::now(),
+            ),
+        };
+        if let Err(e) = result {
+            error!(error = %format!("{e:#}"), "stopping: outputs could not be delivered");
+            return Err(e);
+        }
+        if f.events {
+            self.report.timing.last_events_done = Some(delivered.max(f.done));
+        }
+        if let Some(c) = f.closing {
+            // Until the outputs delivered the records: the metrics and live tables fed after
+            // they were handed over do not delay them.
+            let delay = delivered.saturating_duration_since(f.arrived);
+            if let Some(m) = &self.observers.pipeline {
+                m.emit_delay.observe(delay.as_secs_f64());
+            }
+            let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+            if self.report.emit_delay_micros.len() < EMIT_DELAY_SAMPLES_MAX {
+                self.report.emit_delay_micros.push(micros);
+            }
+            // Where a slow emission went (`cluetrain=debug`): this batch's own stages.
+            tracing::debug!(
+                batch = c.seq,
+                rows = c.rows,
+                records = c.records,
+                watermark_moved_seconds = c.watermark_moved_seconds,
+                delay_ms = micros / 1000,
+                enrichment_ms = c.times.enrichment.as_millis(),
+                windows_ingest_ms = c.times.windows_ingest.as_millis(),
+                windows_emit_ms = c.times.windows_emit.as_millis(),
+                outputs_ms = c.enqueue.as_millis(),
+                observers_ms = c.observers.as_millis(),
+                "a batch closed windows"
+            );
+        }
+        if let Some(batch) = f.ack {
+            if self.mode == RunMode::UntilEnd {
+                if let Some(prev) = self.deferred.replace(batch) {
+                    self.acker.ack(&prev);
+                }
+            } else {
+                self.acker.ack(&batch);
+            }
+        }
+        Ok(())
+    }
+
     /// Drops what a checkpoint already covers or another instance owns.
     fn admit(&mut self, batch: &mut IngestBatch) -> anyhow::Result<()> {
         let Some(ck) = &self.ck else { return Ok(()) };
@@ -970,17 +1082,27 @@ impl Run<'_> {
         stages.enrichment += step.times.enrichment;
         stages.windows_ingest += step.times.windows_ingest;
         stages.windows_emit += step.times.windows_emit;
+        // The batch before: its outputs delivered (at most one batch in flight).
+        self.settle().await?;
         let processed = Instant::now();
-        let sent = match messages(config, &step, watermark_before) {
-            Ok(m) => self.outputs.send_all(&m).await,
+        let enqueued = match messages(config, &step, watermark_before) {
+            Ok(m) => self.outputs.enqueue(&m).await,
             Err(e) => Err(e),
         };
-        if let Err(e) = sent {
-            error!(error = %format!("{e:#}"), "stopping: outputs could not be delivered");
-            return Err(e);
-        }
-        let delivered = Instant::now();
-        self.report.stages.outputs += delivered - processed;
+        let deliveries = match enqueued {
+            Ok(d) => d,
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "stopping: outputs could not be delivered");
+                return Err(e);
+            }
+        };
+        let delivered = tokio::spawn(async move {
+            let r = deliveries.delivered().await;
+            (r, Instant::now())
+        });
+        let handed_over = Instant::now();
+        let enqueue_time = handed_over - processed;
+        self.report.stages.outputs += enqueue_time;
         if let Some(p) = self.parquet.as_mut() {
             p.push(&step.records);
             if p.due()
@@ -991,7 +1113,7 @@ impl Run<'_> {
             }
         }
         let observing = Instant::now();
-        self.report.stages.parquet += observing - delivered;
+        self.report.stages.parquet += observing - handed_over;
         let observers = &self.observers;
         if let Some(m) = &observers.pipeline {
             observe(
@@ -999,7 +1121,7 @@ impl Run<'_> {
                 &self.job,
                 &step,
                 self.parquet.as_ref(),
-                (arrived, delivered),
+                arrived,
                 &mut self.last_backlog,
             );
         }
@@ -1031,39 +1153,34 @@ impl Run<'_> {
         if let Some(m) = &observers.pipeline {
             m.observe_live_tables(observers.tables.counters());
         }
+        let observed = observing.elapsed();
         let report = &mut self.report;
-        report.stages.observers += observing.elapsed();
-        if step.records.iter().any(|r| r.closed && r.revision == 1)
-            && report.emit_delay_micros.len() < EMIT_DELAY_SAMPLES_MAX
-        {
-            // Until the outputs delivered the records, as `cluetrain_emit_delay_seconds`: the
-            // live tables fed after that (up to a second in a soak, when the open-inbound
-            // table is refreshed) delayed the next batch, not these records.
-            let micros = u64::try_from(delivered.saturating_duration_since(arrived).as_micros())
-                .unwrap_or(u64::MAX);
-            report.emit_delay_micros.push(micros);
-            // Where a slow emission went (`cluetrain=debug`): this batch's own stages.
-            tracing::debug!(
-                batch = batch.seq,
-                rows = batch.events.num_rows(),
-                records = step.records.len(),
-                watermark_moved_seconds = step
+        report.stages.observers += observed;
+        let closing = step
+            .records
+            .iter()
+            .any(|r| r.closed && r.revision == 1)
+            .then(|| ClosingBatch {
+                seq: batch.seq,
+                rows: batch.events.num_rows(),
+                records: step.records.len(),
+                watermark_moved_seconds: step
                     .enriched
                     .watermark
                     .zip(watermark_before)
                     .map(|(a, b)| (a - b) / 1_000_000),
-                delay_ms = micros / 1000,
-                enrichment_ms = step.times.enrichment.as_millis(),
-                windows_ingest_ms = step.times.windows_ingest.as_millis(),
-                windows_emit_ms = step.times.windows_emit.as_millis(),
-                outputs_ms = (delivered - processed).as_millis(),
-                observers_ms = observing.elapsed().as_millis(),
-                "a batch closed windows"
-            );
-        }
-        if batch.events.num_rows() > 0 {
-            report.timing.last_events_done = Some(Instant::now());
-        }
+                times: step.times,
+                enqueue: enqueue_time,
+                observers: observed,
+            });
+        let mut flight = InFlight {
+            delivered,
+            arrived,
+            done: Instant::now(),
+            events: batch.events.num_rows() > 0,
+            closing,
+            ack: None,
+        };
         if heartbeat {
             // Not the source's: no offset moved, nothing to acknowledge.
             report.heartbeats += 1;
@@ -1075,6 +1192,10 @@ impl Run<'_> {
                 // The state moved at the same offsets: the next checkpoint keeps it, so that
                 // a restart does not emit these records again.
                 ck.dirty.extend(ck.positions.keys().copied());
+            }
+            self.in_flight = Some(flight);
+            if !config.outputs.overlap_delivery {
+                self.settle().await?;
             }
             return Ok(None);
         }
@@ -1098,12 +1219,12 @@ impl Run<'_> {
                 }
                 ck.last_seq = Some(batch.seq);
             }
-            None if self.mode == RunMode::UntilEnd => {
-                if let Some(prev) = self.deferred.replace(batch) {
-                    self.acker.ack(&prev);
-                }
-            }
-            None => self.acker.ack(&batch),
+            // Acknowledged once its outputs are delivered ([`Run::settle`]).
+            None => flight.ack = Some(batch),
+        }
+        self.in_flight = Some(flight);
+        if !config.outputs.overlap_delivery {
+            self.settle().await?;
         }
         match ahead {
             None => Ok(None),
@@ -1124,6 +1245,9 @@ impl Run<'_> {
 
     /// The periodic work: open conversations, Parquet, checkpoints. An error stops the run.
     async fn tick(&mut self) -> anyhow::Result<()> {
+        // The last batch's outputs: on a quiet input nothing else would settle them (without
+        // checkpoints, its acknowledgement waits for this).
+        self.settle().await?;
         // Also when idle: answers and expiries since the last batch show up.
         refresh_open(
             &self.observers.tables,
@@ -1147,6 +1271,7 @@ impl Run<'_> {
                     error!(error = %e, "stopping: Parquet output failed");
                     return Err(e.into());
                 }
+                Err(e @ CheckpointFailure::Outputs(_)) => return Err(e.into()),
             }
         }
         if let Some(p) = self.parquet.as_mut()
@@ -1203,6 +1328,11 @@ impl Run<'_> {
         &mut self,
         why: &str,
     ) -> Result<Vec<PartitionOffset>, CheckpointFailure> {
+        if self.ck.is_none() {
+            return Ok(Vec::new());
+        }
+        // A checkpoint acknowledges every batch before it: their outputs must be delivered.
+        self.settle().await.map_err(CheckpointFailure::Outputs)?;
         let Some(ck) = self.ck.as_mut() else {
             return Ok(Vec::new());
         };
@@ -1290,6 +1420,8 @@ impl Run<'_> {
     async fn rebalance(&mut self, r: source::Rebalanced) -> anyhow::Result<()> {
         match r {
             source::Rebalanced::Revoking { partitions, reply } => {
+                // Not answered when outputs failed: the run stops, nothing more is committed.
+                self.settle().await?;
                 let covered = match self.checkpoint("rebalance").await {
                     Ok(_) => self.ck.as_ref().map_or_else(Vec::new, |ck| {
                         partitions
@@ -1456,7 +1588,7 @@ fn observe(
     job: &Job,
     step: &Step,
     parquet: Option<&ParquetSink>,
-    (arrived, delivered): (Instant, Instant),
+    arrived: Instant,
     last_backlog: &mut Option<Instant>,
 ) {
     m.observe_facts(&step.enriched.facts);
@@ -1474,13 +1606,8 @@ fn observe(
             .inc();
     }
     m.batch_seconds.observe(arrived.elapsed().as_secs_f64());
-    // A window's first emission at close: the watermark passed its end in this batch. Its
-    // records are out once the outputs delivered them; what the pipeline does after that
-    // (metrics, live tables) does not delay them.
-    if step.records.iter().any(|r| r.closed && r.revision == 1) {
-        m.emit_delay
-            .observe(delivered.saturating_duration_since(arrived).as_secs_f64());
-    }
+    // The emit delay (a window's first emission at close) is observed once the batch's
+    // outputs are delivered: `Run::settle`.
     let (links, entries) = job.enrichment.link_stats();
     m.observe_state(
         &links,

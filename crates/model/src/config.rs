@@ -762,6 +762,10 @@ pub struct OutputsConfig {
     pub parquet_flush_interval: Duration,
     /// ...or as soon as this many records are buffered.
     pub parquet_rows_max: usize,
+    /// Hand a micro-batch's Kafka outputs to the producer and go on with the next batch while
+    /// they are delivered (at most one batch in flight; it is acknowledged once delivered).
+    /// false = wait for every delivery before the next batch.
+    pub overlap_delivery: bool,
 }
 
 impl Default for OutputsConfig {
@@ -772,6 +776,7 @@ impl Default for OutputsConfig {
             parquet_location: "cluetrain-data".into(),
             parquet_flush_interval: Duration::from_secs(60),
             parquet_rows_max: 100_000,
+            overlap_delivery: true,
         }
     }
 }

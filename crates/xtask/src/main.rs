@@ -530,7 +530,7 @@ const BENCH_TOPICS: &[(&str, u32)] = &[("cluetrain-bench-events", 4), ("cluetrai
 /// as JSON (default `<target>/bench/e2e.json`). `--stages` runs the Criterion benches of
 /// `benches/` instead, one per stage.
 fn bench(args: &[String]) -> anyhow::Result<ExitCode> {
-    let usage = "usage: cargo xtask bench [--events N] [--runs K] [--soak MINUTES [--rate MSG_PER_S]] [--checkpoints on|off] [--out FILE]\n       cargo xtask bench --stages [Criterion arguments, e.g. a bench name filter]";
+    let usage = "usage: cargo xtask bench [--events N] [--runs K] [--soak MINUTES [--rate MSG_PER_S]] [--checkpoints on|off] [--baseline BINARY] [--baseline-env KEY=VALUE]... [--out FILE]\n       cargo xtask bench --stages [Criterion arguments, e.g. a bench name filter]";
     if args.first().is_some_and(|a| a == "--stages") {
         step("running the Criterion benches of benches/, one per stage (release profile)");
         let mut c = cargo();
@@ -571,6 +571,33 @@ fn bench(args: &[String]) -> anyhow::Result<ExitCode> {
                 e2e.extend([a.clone(), on.to_string()]);
             }
             "--out" => out = Some(PathBuf::from(value("a file")?)),
+            "--baseline" => {
+                // An A/B: another build's binary (e.g. a copy of target/release/cluetrain
+                // made before a change), run interleaved with this one.
+                let b = PathBuf::from(value("the path of a cluetrain binary")?);
+                if !b.is_file() {
+                    bail!(
+                        "--baseline {}: no such file (a cluetrain binary of another build, e.g. a copy of target/release/cluetrain made before the change)",
+                        b.display()
+                    );
+                }
+                let b = b
+                    .canonicalize()
+                    .with_context(|| format!("--baseline {}", b.display()))?;
+                e2e.push(a.clone());
+                e2e.push(b.display().to_string());
+            }
+            "--baseline-env" => {
+                // An A/B of a setting: the baseline runs with this variable too, e.g.
+                // CLUETRAIN_INGEST__BATCH_ROWS_MAX=16384.
+                let v = value("KEY=VALUE")?;
+                if !v.contains('=') {
+                    bail!(
+                        "--baseline-env {v:?}: expected KEY=VALUE, e.g. CLUETRAIN_OUTPUTS__OVERLAP_DELIVERY=false"
+                    );
+                }
+                e2e.extend([a.clone(), v]);
+            }
             "-h" | "--help" => {
                 eprintln!("{usage}");
                 return Ok(ExitCode::SUCCESS);

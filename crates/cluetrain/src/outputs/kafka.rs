@@ -80,27 +80,110 @@ impl OutputProducer {
 
     /// Produces every message and returns when all are delivered (or the first failure).
     pub async fn send_all(&self, messages: &[OutMessage]) -> anyhow::Result<()> {
-        let sends = messages.iter().map(|m| async move {
-            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-            for (k, v) in &m.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_str()),
-                });
+        self.enqueue(messages).await?.delivered().await
+    }
+
+    /// Hands every message to librdkafka, in order, and returns without waiting for their
+    /// delivery: the pipeline goes on with the next batch while these travel (linger and the
+    /// broker's answer were ~3.6 ms of every 8,192-event batch, 2026-12-07), and awaits
+    /// [`Deliveries::delivered`] before anything that assumes them durable (an
+    /// acknowledgement, a checkpoint). Order between calls is kept: a message enqueued later
+    /// is never written before one enqueued earlier (one idempotent producer).
+    ///
+    /// Waits only while librdkafka's queue is full (`queue.buffering.max.messages`), at most
+    /// the delivery timeout.
+    pub async fn enqueue(&self, messages: &[OutMessage]) -> anyhow::Result<Deliveries> {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        let mut pending = Vec::with_capacity(messages.len());
+        for m in messages {
+            let started = std::time::Instant::now();
+            loop {
+                let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+                for (k, v) in &m.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_str()),
+                    });
+                }
+                let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&m.topic)
+                    .key(m.key.as_slice())
+                    .payload(m.payload.as_slice())
+                    .headers(headers);
+                match self.producer.send_result(record) {
+                    Ok(future) => {
+                        pending.push(Pending {
+                            future,
+                            topic: m.topic.clone(),
+                        });
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                        if started.elapsed() < DELIVERY_TIMEOUT =>
+                    {
+                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                    }
+                    Err((e, _)) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("producing to topic {:?}", m.topic)));
+                    }
+                }
             }
-            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&m.topic)
-                .key(m.key.as_slice())
-                .payload(m.payload.as_slice())
-                .headers(headers);
-            self.producer
-                .send(record, DELIVERY_TIMEOUT)
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| e)
-                .with_context(|| format!("producing to topic {:?}", m.topic))
-        });
-        for r in futures::future::join_all(sends).await {
-            r?;
+        }
+        Ok(Deliveries { pending })
+    }
+}
+
+/// How long [`OutputProducer::enqueue`] waits before it tries again when librdkafka's queue is
+/// full (as rdkafka's own `FutureProducer::send` does, but shorter: the queue drains at
+/// broker speed).
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
+
+/// One enqueued message's delivery report to come.
+struct Pending {
+    future: rdkafka::producer::DeliveryFuture,
+    topic: String,
+}
+
+/// Messages librdkafka has, whose delivery reports have not been awaited
+/// ([`OutputProducer::enqueue`]). Dropping it does not cancel them; it only forgets whether
+/// they were delivered.
+#[must_use = "a batch's outputs count as delivered only once `delivered` returned Ok"]
+pub struct Deliveries {
+    pending: Vec<Pending>,
+}
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Deliveries({} pending)", self.pending.len())
+    }
+}
+
+impl Deliveries {
+    /// Messages enqueued.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether nothing was enqueued.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Returns when every message is delivered, or with the first failure.
+    pub async fn delivered(self) -> anyhow::Result<()> {
+        for p in self.pending {
+            match p.future.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("producing to topic {:?}", p.topic))
+                    );
+                }
+                Err(_) => anyhow::bail!(
+                    "producing to topic {:?}: the producer was closed before the delivery report",
+                    p.topic
+                ),
+            }
         }
         Ok(())
     }
