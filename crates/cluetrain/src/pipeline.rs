@@ -1349,29 +1349,35 @@ impl Run<'_> {
         let mut bytes_total = 0usize;
         let mut deltas = 0usize;
         let metrics = self.observers.pipeline.clone();
+        let threads = self.config.checkpoint.encode_threads;
         let result: anyhow::Result<()> = async {
-            for p in ck.dirty.clone() {
-                let Some(&next) = ck.positions.get(&p) else {
-                    continue;
-                };
-                let w = ck
+            let due: Vec<(i32, i64)> = ck
+                .dirty
+                .iter()
+                .filter_map(|p| ck.positions.get(p).map(|next| (*p, *next)))
+                .collect();
+            // `encode_threads` partitions at a time: encoded side by side, then written.
+            for wave in due.chunks(threads.max(1)) {
+                let encoded = ck
                     .store
-                    .checkpoint(&mut self.job, p, next, Instant::now())
-                    .await?;
-                bytes_total += w.bytes;
-                deltas += usize::from(w.delta);
-                if let Some(m) = &metrics {
-                    m.checkpoint_files
-                        .get_or_create(&crate::metrics::KindLabels {
-                            kind: if w.delta { "incremental" } else { "full" }.into(),
-                        })
-                        .inc();
+                    .encode_many(&self.job, wave, Instant::now(), threads);
+                for (e, &(p, next)) in encoded.into_iter().zip(wave) {
+                    let w = ck.store.write_encoded(&mut self.job, e?).await?;
+                    bytes_total += w.bytes;
+                    deltas += usize::from(w.delta);
+                    if let Some(m) = &metrics {
+                        m.checkpoint_files
+                            .get_or_create(&crate::metrics::KindLabels {
+                                kind: if w.delta { "incremental" } else { "full" }.into(),
+                            })
+                            .inc();
+                    }
+                    ck.dirty.remove(&p);
+                    written.push(PartitionOffset {
+                        partition: p,
+                        next_offset: next,
+                    });
                 }
-                ck.dirty.remove(&p);
-                written.push(PartitionOffset {
-                    partition: p,
-                    next_offset: next,
-                });
             }
             Ok(())
         }
