@@ -383,24 +383,6 @@ pub struct CheckpointStore {
     chains: std::collections::HashMap<i32, (String, usize)>,
 }
 
-/// One partition's checkpoint encoded, not yet written ([`CheckpointStore::encode`]).
-#[derive(Debug)]
-pub struct EncodedCheckpoint {
-    partition: i32,
-    next_offset: i64,
-    encoded: Encoded,
-    delta: bool,
-    /// The checkpoint it follows and the deltas before it, when incremental.
-    base: Option<(String, usize)>,
-}
-
-impl EncodedCheckpoint {
-    /// Its partition.
-    pub fn partition(&self) -> i32 {
-        self.partition
-    }
-}
-
 /// One partition's checkpoint as [`CheckpointStore::checkpoint`] wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -451,105 +433,22 @@ impl CheckpointStore {
         next_offset: i64,
         now: std::time::Instant,
     ) -> anyhow::Result<Written> {
-        let e = self.encode(job, partition, next_offset, now)?;
-        self.write_encoded(job, e).await
-    }
-
-    /// The encoding half of [`CheckpointStore::checkpoint`]: `partition`'s checkpoint at
-    /// `next_offset`, incremental when it can be, in memory. Reads the job only, so the
-    /// checkpoints of several partitions can be encoded at once
-    /// ([`CheckpointStore::encode_many`]).
-    pub fn encode(
-        &self,
-        job: &Job,
-        partition: i32,
-        next_offset: i64,
-        now: std::time::Instant,
-    ) -> anyhow::Result<EncodedCheckpoint> {
         let base = self
             .chains
             .get(&partition)
             .filter(|(_, deltas)| deltas + 1 < self.full_every)
             .map(|(name, deltas)| (name.clone(), *deltas));
-        let s = snapshot(
-            job,
-            &self.topic,
-            partition,
-            next_offset,
-            now,
-            base.as_ref().map(|(n, _)| n.as_str()),
-        );
-        let delta = s.is_delta();
-        Ok(EncodedCheckpoint {
-            partition,
-            next_offset,
-            encoded: encode(&s)?,
-            delta,
-            base,
-        })
-    }
-
-    /// [`CheckpointStore::encode`] of every `(partition, next_offset)` of `parts`, up to
-    /// `threads` at a time, each on a thread of its own (scoped: joined before this returns).
-    /// Results in the order of `parts`. The checkpoint of a partition is the same bytes
-    /// whichever thread encodes it.
-    pub fn encode_many(
-        &self,
-        job: &Job,
-        parts: &[(i32, i64)],
-        now: std::time::Instant,
-        threads: usize,
-    ) -> Vec<anyhow::Result<EncodedCheckpoint>> {
-        if threads <= 1 || parts.len() <= 1 {
-            return parts
-                .iter()
-                .map(|&(p, o)| self.encode(job, p, o, now))
-                .collect();
-        }
-        let mut out = Vec::with_capacity(parts.len());
-        for wave in parts.chunks(threads) {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = wave
-                    .iter()
-                    .map(|&(p, o)| {
-                        std::thread::Builder::new()
-                            .name("cluetrain-checkpoint".into())
-                            .spawn_scoped(s, move || self.encode(job, p, o, now))
-                    })
-                    .collect();
-                for h in handles {
-                    out.push(match h {
-                        Ok(h) => h.join().unwrap_or_else(|_| {
-                            Err(anyhow::anyhow!(
-                                "internal: a checkpoint encoding thread panicked"
-                            ))
-                        }),
-                        Err(e) => {
-                            Err(anyhow::Error::new(e)
-                                .context("starting a checkpoint encoding thread"))
-                        }
-                    });
-                }
-            });
-        }
-        out
-    }
-
-    /// The writing half of [`CheckpointStore::checkpoint`]: puts an encoded checkpoint in the
-    /// store, marks the job's state of its partition checkpointed, and applies retention.
-    /// On an error nothing is marked.
-    pub async fn write_encoded(
-        &mut self,
-        job: &mut Job,
-        e: EncodedCheckpoint,
-    ) -> anyhow::Result<Written> {
-        let EncodedCheckpoint {
-            partition,
-            next_offset,
-            encoded: bytes,
-            delta,
-            base,
-        } = e;
+        let (bytes, delta) = {
+            let s = snapshot(
+                job,
+                &self.topic,
+                partition,
+                next_offset,
+                now,
+                base.as_ref().map(|(n, _)| n.as_str()),
+            );
+            (encode(&s)?, s.is_delta())
+        };
         let size = bytes.len();
         let path = self
             .write_file(
@@ -1117,98 +1016,6 @@ mod tests {
             found.rejected
         );
         assert_eq!(found.snapshot.map(|(s, _)| s.next_offset), Some(2500));
-    }
-
-    /// The checkpoints of a round encoded side by side (`checkpoint.encode_threads`) are the
-    /// ones encoded one after another: full and incremental, every partition's state restores
-    /// the same, and each file is its own partition's.
-    #[tokio::test]
-    async fn checkpoints_encoded_on_several_threads_restore_as_those_encoded_one_by_one() {
-        let (config, [p0, p1]) = two_partitions();
-        let Ok(mut job) = Job::new(&config) else {
-            panic!("job")
-        };
-        let now = std::time::Instant::now();
-        let wall = chrono::Utc::now();
-        job.enrichment.assignment(&[0, 1], &[], &[], now);
-        let dirs = [(); 2].map(|()| tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")));
-        let mut stores = dirs.each_ref().map(|d| {
-            CheckpointStore::open(&d.path().to_string_lossy(), "g", "in", 3, 3)
-                .unwrap_or_else(|e| panic!("{e:#}"))
-        });
-        let rounds = p0.len().min(p1.len()).min(5);
-        let mut kinds = Vec::new();
-        for round in 0..rounds {
-            for b in [&p0[round], &p1[round]] {
-                if let Err(e) = job.process(b, now, wall).await {
-                    panic!("{e:#}")
-                }
-            }
-            let offset = ((round + 1) * 250) as i64;
-            // Partition 5 has no state: its checkpoint is empty, and must still be its own.
-            let parts = [(0, offset), (1, offset), (5, 0)];
-            // Both encoded before either is written: writing marks the job's linkage changes
-            // checkpointed, after which the other store's delta would miss them.
-            let encoded: Vec<_> = stores
-                .iter()
-                .zip([1, 2])
-                .map(|(store, threads)| store.encode_many(&job, &parts, now, threads))
-                .collect();
-            for (store, encoded) in stores.iter_mut().zip(encoded) {
-                assert_eq!(encoded.len(), parts.len());
-                let mut round_kinds = Vec::new();
-                for (e, (p, _)) in encoded.into_iter().zip(parts) {
-                    let e = e.unwrap_or_else(|e| panic!("{e:#}"));
-                    assert_eq!(e.partition(), p);
-                    let w = store
-                        .write_encoded(&mut job, e)
-                        .await
-                        .unwrap_or_else(|e| panic!("{e:#}"));
-                    round_kinds.push(w.delta);
-                }
-                kinds.push(round_kinds);
-            }
-        }
-        // Both stores wrote the same kinds, round by round (deltas included).
-        for pair in kinds.chunks(2) {
-            assert_eq!(pair[0], pair[1], "{kinds:?}");
-        }
-        assert!(
-            kinds.iter().flatten().any(|d| *d),
-            "some incremental: {kinds:?}"
-        );
-        let mut views = Vec::new();
-        for store in &stores {
-            let Ok(mut restored) = Job::new(&config) else {
-                panic!("job")
-            };
-            for p in [0, 1, 5] {
-                let found = store.latest(p).await.unwrap_or_else(|e| panic!("{e:#}"));
-                let (s, _) = found
-                    .snapshot
-                    .unwrap_or_else(|| panic!("p{p}: no checkpoint"));
-                assert_eq!(s.partition, p);
-                restore(&mut restored, s, now);
-            }
-            views.push(linkage_view(&restored));
-        }
-        let short = |v: &(usize, String, Vec<String>)| {
-            format!("{} entries, {}, {} open", v.0, v.1, v.2.len())
-        };
-        assert!(
-            views[0] == views[1],
-            "threads 1: {}; threads 2: {}",
-            short(&views[0]),
-            short(&views[1])
-        );
-        let live = linkage_view(&job);
-        assert!(
-            views[0] == live,
-            "restored: {}; live: {}",
-            short(&views[0]),
-            short(&live)
-        );
-        assert!(views[0].0 > 1000, "state restored: {}", short(&views[0]));
     }
 
     #[test]

@@ -820,6 +820,15 @@ struct ClosingBatch {
 }
 
 impl Run<'_> {
+    /// Puts a batch's delivery in flight; without `outputs.overlap_delivery`, settles it at once.
+    async fn hand_over(&mut self, flight: InFlight) -> anyhow::Result<()> {
+        self.in_flight = Some(flight);
+        if self.config.outputs.overlap_delivery {
+            return Ok(());
+        }
+        self.settle().await
+    }
+
     /// Waits for the delivery of the batch in flight, if any, then does what waited for it:
     /// its acknowledgement (without checkpoints), its emit delay. A failed delivery stops the
     /// run without acknowledging (the batch is read again by the next run).
@@ -1193,10 +1202,7 @@ impl Run<'_> {
                 // a restart does not emit these records again.
                 ck.dirty.extend(ck.positions.keys().copied());
             }
-            self.in_flight = Some(flight);
-            if !config.outputs.overlap_delivery {
-                self.settle().await?;
-            }
+            self.hand_over(flight).await?;
             return Ok(None);
         }
         report.batches += 1;
@@ -1222,10 +1228,7 @@ impl Run<'_> {
             // Acknowledged once its outputs are delivered ([`Run::settle`]).
             None => flight.ack = Some(batch),
         }
-        self.in_flight = Some(flight);
-        if !config.outputs.overlap_delivery {
-            self.settle().await?;
-        }
+        self.hand_over(flight).await?;
         match ahead {
             None => Ok(None),
             Some((batch, arrived, watermark_before, Ok((enriched, took)))) => Ok(Some(Prepared {
@@ -1349,35 +1352,29 @@ impl Run<'_> {
         let mut bytes_total = 0usize;
         let mut deltas = 0usize;
         let metrics = self.observers.pipeline.clone();
-        let threads = self.config.checkpoint.encode_threads;
         let result: anyhow::Result<()> = async {
-            let due: Vec<(i32, i64)> = ck
-                .dirty
-                .iter()
-                .filter_map(|p| ck.positions.get(p).map(|next| (*p, *next)))
-                .collect();
-            // `encode_threads` partitions at a time: encoded side by side, then written.
-            for wave in due.chunks(threads.max(1)) {
-                let encoded = ck
+            for p in ck.dirty.clone() {
+                let Some(&next) = ck.positions.get(&p) else {
+                    continue;
+                };
+                let w = ck
                     .store
-                    .encode_many(&self.job, wave, Instant::now(), threads);
-                for (e, &(p, next)) in encoded.into_iter().zip(wave) {
-                    let w = ck.store.write_encoded(&mut self.job, e?).await?;
-                    bytes_total += w.bytes;
-                    deltas += usize::from(w.delta);
-                    if let Some(m) = &metrics {
-                        m.checkpoint_files
-                            .get_or_create(&crate::metrics::KindLabels {
-                                kind: if w.delta { "incremental" } else { "full" }.into(),
-                            })
-                            .inc();
-                    }
-                    ck.dirty.remove(&p);
-                    written.push(PartitionOffset {
-                        partition: p,
-                        next_offset: next,
-                    });
+                    .checkpoint(&mut self.job, p, next, Instant::now())
+                    .await?;
+                bytes_total += w.bytes;
+                deltas += usize::from(w.delta);
+                if let Some(m) = &metrics {
+                    m.checkpoint_files
+                        .get_or_create(&crate::metrics::KindLabels {
+                            kind: if w.delta { "incremental" } else { "full" }.into(),
+                        })
+                        .inc();
                 }
+                ck.dirty.remove(&p);
+                written.push(PartitionOffset {
+                    partition: p,
+                    next_offset: next,
+                });
             }
             Ok(())
         }

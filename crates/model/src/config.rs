@@ -94,13 +94,6 @@ pub struct CheckpointConfig {
     /// many files per partition). Default 30: with the 10 s interval, a full checkpoint of a
     /// partition every 5 minutes.
     pub full_every: usize,
-    /// Partitions whose checkpoints are encoded at once, each on a thread of its own (the
-    /// pipeline waits for a checkpoint round, so this is how many cores shorten it). Each
-    /// holds its encoded checkpoint in memory until it is written: the peak grows with it.
-    /// Default 1: on the 2-core bench, 2 threads gave no measurable gain (the end-of-run
-    /// checkpoint of 3 partitions, 141 MB: 0.84–1.10 s against 0.95–0.98 s) for +56 MiB of
-    /// peak RSS (README, "Performance").
-    pub encode_threads: usize,
     /// How long a rebalance waits for the checkpoint of the partitions given up and the restore
     /// of those assigned (keep it below the consumer's `max.poll.interval.ms`).
     #[serde(with = "humantime_serde")]
@@ -114,7 +107,6 @@ impl Default for CheckpointConfig {
             interval: Duration::from_secs(10),
             keep: 3,
             full_every: 30,
-            encode_threads: 1,
             rebalance_timeout: Duration::from_secs(60),
         }
     }
@@ -910,16 +902,6 @@ impl Config {
                         "is {}: from 1 (every checkpoint full) to 1000 (the longest chain a \
                          restore follows)",
                         c.full_every
-                    ),
-                );
-            }
-            if c.encode_threads == 0 || c.encode_threads > 64 {
-                bad(
-                    "checkpoint.encode_threads",
-                    format!(
-                        "is {}: from 1 (one partition after another) to 64; the cores this \
-                         process may use is a good value",
-                        c.encode_threads
                     ),
                 );
             }

@@ -159,16 +159,6 @@ impl std::fmt::Debug for Deliveries {
 }
 
 impl Deliveries {
-    /// Messages enqueued.
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Whether nothing was enqueued.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
     /// Returns when every message is delivered, or with the first failure.
     pub async fn delivered(self) -> anyhow::Result<()> {
         for p in self.pending {
