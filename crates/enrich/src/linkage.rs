@@ -225,22 +225,37 @@ struct Changes {
 }
 
 impl Changes {
+    // Once `overflowed`, the next checkpoint is a full one whatever is recorded: every method
+    // returns at once (recording went on before, filling the sets up to the bound again: in
+    // the bounded bench's end of run, a set entry per expired message, a seventh of it).
     fn node_added(&mut self, slot: Slot, id: &Shared) {
+        if self.overflowed {
+            return;
+        }
         self.removed_nodes.remove(id);
         self.nodes.insert(slot);
     }
 
     fn node_changed(&mut self, slot: Slot) {
+        if self.overflowed {
+            return;
+        }
         self.nodes.insert(slot);
     }
 
     fn node_removed(&mut self, slot: Slot, id: &Shared, bound: usize) {
+        if self.overflowed {
+            return;
+        }
         self.nodes.remove(&slot);
         self.removed_nodes.insert(id.clone());
         self.check(bound);
     }
 
     fn conversation(&mut self, root: &Shared) {
+        if self.overflowed {
+            return;
+        }
         if !self.conversations.contains(root) {
             self.removed_conversations.remove(root);
             self.conversations.insert(root.clone());
@@ -248,12 +263,18 @@ impl Changes {
     }
 
     fn conversation_removed(&mut self, root: &Shared, bound: usize) {
+        if self.overflowed {
+            return;
+        }
         self.conversations.remove(root);
         self.removed_conversations.insert(root.clone());
         self.check(bound);
     }
 
     fn held_changed(&mut self, parent: &str, bound: usize) {
+        if self.overflowed {
+            return;
+        }
         if !self.held.contains(parent) {
             self.held.insert(parent.to_string());
             self.check(bound);
@@ -262,11 +283,16 @@ impl Changes {
 
     fn check(&mut self, bound: usize) {
         if self.removed_nodes.len() + self.removed_conversations.len() + self.held.len() > bound {
-            *self = Changes {
-                overflowed: true,
-                ..Changes::default()
-            };
+            self.overflow();
         }
+    }
+
+    /// Gives up tracking: the next checkpoint is a full one.
+    fn overflow(&mut self) {
+        *self = Changes {
+            overflowed: true,
+            ..Changes::default()
+        };
     }
 }
 
@@ -1115,6 +1141,18 @@ impl Linker {
                 self.release_held(&parent, out);
             }
         }
+        if self.age.last().is_some_and(|(t, _)| *t < cutoff) {
+            // Every message is past the cutoff (the end of a bounded run moves event time
+            // past everything: `force_watermark`): dropped at once, not one by one through
+            // the index and the age order (a fifth of a bounded run's end in `perf`). The
+            // next checkpoint is a full one of what is left, not a delta naming each message.
+            self.stats.expired += self.nodes.len() as u64;
+            self.nodes.clear();
+            self.age.clear();
+            if let Some(c) = self.changes.as_mut() {
+                c.overflow();
+            }
+        }
         while self.age.first().is_some_and(|(t, _)| *t < cutoff) {
             self.pop_oldest();
             self.stats.expired += 1;
@@ -1388,6 +1426,69 @@ mod tests {
         l.advance(49 * MIN + 24 * 60 * MIN + 1, &mut out);
         assert_eq!(l.entries(), 0);
         assert_eq!(l.stats().expired, 10);
+    }
+
+    /// Event time past every message drops them all at once; what follows must be as if they
+    /// had expired one by one, and the next checkpoint is a full one.
+    #[test]
+    fn expiring_everything_at_once_equals_expiring_one_by_one() {
+        let fill = |l: &mut Linker| {
+            let mut out = Vec::new();
+            for i in 0..40 {
+                let id = format!("m{i}");
+                l.observe(&ev(&id, EventKind::Mention, "u1", None, i * MIN), &mut out);
+                if i % 3 == 0 {
+                    let r = format!("r{i}");
+                    l.observe(
+                        &ev(&r, EventKind::Reply, "acme_help", Some(&id), i * MIN + 1),
+                        &mut out,
+                    );
+                }
+            }
+            // A reply whose parent never comes: released as an orphan by the advance.
+            l.observe(
+                &ev("r-x", EventKind::Reply, "acme_help", Some("gone"), 5 * MIN),
+                &mut out,
+            );
+            l.checkpointed();
+        };
+        let day = 24 * 60 * MIN;
+        let (mut at_once, mut one_by_one) = (linker(1000), linker(1000));
+        fill(&mut at_once);
+        fill(&mut one_by_one);
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        // Part of the messages first: expired one by one, tracked for a delta.
+        one_by_one.advance(20 * MIN + day, &mut out_b);
+        assert!(one_by_one.entries() > 0);
+        assert!(one_by_one.delta().is_some(), "a partial expiry is a delta");
+        one_by_one.advance(41 * MIN + day, &mut out_b);
+        at_once.advance(41 * MIN + day, &mut out_a);
+        assert_eq!(at_once.entries(), 0);
+        assert_eq!(at_once.stats(), one_by_one.stats());
+        assert_eq!(at_once.stats().expired, 40 + 14 + 1);
+        assert!(
+            at_once.delta().is_none(),
+            "the next checkpoint is a full one"
+        );
+        assert_eq!(roles(&out_a), roles(&out_b), "the orphan is released alike");
+        // Both go on alike, also from a checkpoint of the emptied state.
+        let back: Linker = ciborium::from_reader(cbor(&at_once).as_slice()).expect("decoding");
+        let mut back = back.restored(linker(1000).cfg);
+        let then = |l: &mut Linker| {
+            let mut out = Vec::new();
+            let t = 42 * MIN + day;
+            l.observe(&ev("n1", EventKind::Mention, "u2", None, t), &mut out);
+            l.observe(&ev("m3", EventKind::Mention, "u3", None, t), &mut out);
+            l.observe(
+                &ev("n2", EventKind::Reply, "acme_help", Some("n1"), t + MIN),
+                &mut out,
+            );
+            (roles(&out), first_responses(&out), l.entries())
+        };
+        let expected = then(&mut one_by_one);
+        assert_eq!(then(&mut at_once), expected);
+        assert_eq!(then(&mut back), expected);
+        assert_eq!(expected.1, [("n1".to_string(), MIN)]);
     }
 
     #[test]
@@ -1743,13 +1844,15 @@ mod tests {
         );
         l.checkpointed();
         // Past the horizon of every message, within one sweep interval (22.5 min) of the
-        // last sweep: the messages expire, the conversation waits for its sweep.
+        // last sweep: the messages expire, all at once, so the next checkpoint is a full one
+        // (`expiring_everything_at_once_equals_expiring_one_by_one`); the conversation waits
+        // for its sweep.
         l.advance(3 * MIN + horizon + 1, &mut out);
         assert_eq!(l.entries(), 0);
         assert_eq!(
             l.delta().map(|d| d.len()),
-            Some(3),
-            "three messages removed"
+            None,
+            "every message expired: a full checkpoint next"
         );
         // A root with the old root's id (seen again later) is a new conversation: turns 0,
         // not the 2 of the old one.
@@ -1771,11 +1874,16 @@ mod tests {
             Some(0),
             "m1's conversation is live"
         );
+        // A later message stays, so the new m1 expires on its own, into the delta.
+        l.observe(
+            &ev("m9", EventKind::Mention, "u9", None, 5 * MIN + horizon),
+            &mut out,
+        );
         l.advance(4 * MIN + 2 * horizon, &mut out);
         assert_eq!(
             l.delta().map(|d| d.len()),
-            Some(2),
-            "the new m1 and its conversation removed"
+            Some(4),
+            "the new m1 and its conversation removed, m9 and its conversation added"
         );
     }
 

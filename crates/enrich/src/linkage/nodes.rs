@@ -224,6 +224,15 @@ impl Nodes {
         slot
     }
 
+    /// Removes every message (the interned brands stay: they are never dropped).
+    pub(super) fn clear(&mut self) {
+        self.chunks = Vec::new();
+        self.free = Vec::new();
+        self.next = 0;
+        self.len = 0;
+        self.index = HashTable::new();
+    }
+
     /// Removes the message in slot `s`.
     pub(super) fn remove(&mut self, s: Slot) -> Option<Node> {
         let n = self.slot_mut(s)?.take()?;
