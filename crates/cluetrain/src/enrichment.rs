@@ -622,7 +622,9 @@ impl Enrichment {
             self.watermarks.end(*p);
         }
         for p in at_end {
-            if self.watermarks.at_end(*p, now) {
+            // A bounded run's ended partition holds nothing back already (above): no notice of
+            // a timeout that does not apply to it.
+            if self.watermarks.at_end(*p, now) && !ended.contains(p) {
                 tracing::info!(
                     partition = p,
                     release_in = ?self.watermarks.empty_timeout(),
