@@ -1139,7 +1139,8 @@ impl Linker {
         if let Some(conv) = self.conversations.get_mut(&n.root)
             && conv.live < u16::MAX
         {
-            conv.live -= 1;
+            // Saturating: a count below its messages would be a bug, not a reason to panic.
+            conv.live = conv.live.saturating_sub(1);
             if conv.live == 0 {
                 self.conversations.remove(&n.root);
                 if let Some(c) = self.changes.as_mut() {
