@@ -325,9 +325,7 @@ fn run(a: &RunArgs) -> anyhow::Result<()> {
     }
     let drain_rate = median(&drains, &["events_per_second"]);
     let ct_rate = median(&cluetrains, &["performance", "events_per_second"]);
-    let ratio = drain_rate
-        .zip(ct_rate)
-        .and_then(|(d, c)| (d > 0.0).then_some(c / d));
+    let ratio = rate_ratio(ct_rate, drain_rate);
     let baseline = baseline.as_ref().map(|b| {
         let rate = median(&baselines, &["performance", "events_per_second"]);
         let mut side = side_summary(&baselines);
@@ -339,16 +337,8 @@ fn run(a: &RunArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         );
         // How much faster `--cluetrain` is than the baseline (1.1 = 10 % more events/s).
-        side["speedup"] = json!(
-            ct_rate
-                .zip(rate)
-                .and_then(|(c, b)| (b > 0.0).then_some(c / b))
-        );
-        side["ratio"] = json!(
-            drain_rate
-                .zip(rate)
-                .and_then(|(d, b)| (d > 0.0).then_some(b / d))
-        );
+        side["speedup"] = json!(rate_ratio(ct_rate, rate));
+        side["ratio"] = json!(rate_ratio(rate, drain_rate));
         side
     });
     let summary = json!({
@@ -489,6 +479,11 @@ fn cluetrain_env(a: &RunArgs, c: &mut Command, topic: &str, name: &str, checkpoi
         .env("CLUETRAIN_SQL__LISTEN", "127.0.0.1:0")
         .env("CLUETRAIN_LOG__FILTER", "info")
         .stdin(Stdio::null());
+}
+
+/// `rate / of`, when both are known and `of` is positive.
+fn rate_ratio(rate: Option<f64>, of: Option<f64>) -> Option<f64> {
+    rate.zip(of).and_then(|(r, o)| (o > 0.0).then_some(r / o))
 }
 
 /// The medians of one side's runs (`cluetrain` or `baseline`).

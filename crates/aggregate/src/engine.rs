@@ -1566,12 +1566,14 @@ fn queries(pane: i64) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::time::Duration;
+
     /// The backlog of a pane by bucket, whole when it sits in one bucket, equals counting its
     /// messages one by one: for watermarks that put the pane's edge on, before and after every
     /// bucket edge, and horizons shorter and longer than a day.
     #[test]
     fn a_panes_backlog_counted_whole_equals_counting_each_message() {
-        use super::{Acc, BacklogBucket, unanswered_by_age};
         const M: i64 = 60_000_000;
         let mut a = Acc::default();
         // A 5-minute pane: messages at 0, 0, 30 s, 1 min, ... 4 min 59 s.
@@ -1602,9 +1604,6 @@ mod tests {
         }
         assert!(whole > 100, "most watermarks count the pane whole: {whole}");
     }
-
-    use super::*;
-    use std::time::Duration;
 
     fn spec(size: u64, slide: u64) -> WindowSpec {
         WindowSpec::hopping(Duration::from_secs(size), Duration::from_secs(slide))

@@ -5,8 +5,9 @@
 //! aggregation), then its outputs. A batch is acknowledged (its offsets become committable) only
 //! after its dead letters, late events, forwarded complaints and the window records it caused
 //! are delivered to Kafka. Its outputs are handed to librdkafka in order and their delivery is
-//! awaited while the next batch is processed (at most one batch in flight: `InFlight`). Window state itself lives in memory until checkpoints land, so a
-//! crash replays from the last commit (at-least-once; records are upserts by key and revision).
+//! awaited while the next batch is processed (at most one batch in flight: `InFlight`). Window
+//! state itself lives in memory until checkpoints land, so a crash replays from the last commit
+//! (at-least-once; records are upserts by key and revision).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
