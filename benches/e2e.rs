@@ -52,6 +52,21 @@ const SOAK_MESSAGES_PER_SPONTANEOUS_EVENT: f64 = 1.07;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often the soak samples cluetrain's memory.
 const SOAK_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+/// Gauges the soak reads from cluetrain's `/metrics` at each sample (summed over labels), so
+/// that memory growth can be told apart: the allocator's live against resident bytes, and the
+/// state that each bound caps.
+const SOAK_GAUGES: [&str; 10] = [
+    "process_resident_memory_bytes",
+    "cluetrain_allocator_allocated_bytes",
+    "cluetrain_allocator_resident_bytes",
+    "cluetrain_linkage_entries",
+    "cluetrain_linkage_reorder_buffered_events",
+    "cluetrain_windows_open",
+    "cluetrain_kafka_prefetch_bytes",
+    "cluetrain_kafka_prefetch_messages",
+    "cluetrain_checkpoint_bytes",
+    "cluetrain_watermark_lag_seconds",
+];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -563,6 +578,11 @@ fn soak(a: &RunArgs, config: &Path, rate: f64) -> anyhow::Result<Value> {
     let mut c = Command::new(&a.cluetrain);
     c.args(["run", "--config"]).arg(config);
     cluetrain_env(a, &mut c, &a.soak_topic, name, a.checkpoints);
+    // A known admin port, to read its gauges.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free port for cluetrain's admin server")?;
+    c.env("CLUETRAIN_ADMIN__LISTEN", admin.to_string());
     let mut pipeline = c
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log)?)
@@ -609,7 +629,8 @@ fn soak(a: &RunArgs, config: &Path, rate: f64) -> anyhow::Result<Value> {
             );
         }
         let u = process_usage(&proc_dir);
-        samples.push(json!({"seconds": t.elapsed().as_secs_f64(), "rss_bytes": u["rss_bytes"], "cpu_seconds": u["cpu_seconds"]}));
+        let gauges = scrape(admin).map_or(Value::Null, |text| gauges(&text, &SOAK_GAUGES));
+        samples.push(json!({"seconds": t.elapsed().as_secs_f64(), "rss_bytes": u["rss_bytes"], "cpu_seconds": u["cpu_seconds"], "gauges": gauges}));
     }
     signal(gen_guard.0, "INT");
     let _ = generator.wait();
@@ -647,17 +668,86 @@ fn soak(a: &RunArgs, config: &Path, rate: f64) -> anyhow::Result<Value> {
     let achieved = report["events"]
         .as_f64()
         .map(|e| e / t.elapsed().as_secs_f64());
+    // What each gauge did over the last two thirds, per minute: where the growth is.
+    let growth_per_minute: serde_json::Map<String, Value> = SOAK_GAUGES
+        .iter()
+        .map(|g| {
+            (
+                (*g).to_string(),
+                json!(slope_per_minute(&samples[third..], g)),
+            )
+        })
+        .collect();
     Ok(json!({
         "minutes": a.soak,
         "rate": rate,
         "events_per_second_processed": achieved,
         "rss_max_bytes": rss.iter().copied().fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))),
         "rss_growth_last_third": growth,
+        "gauge_growth_per_minute": growth_per_minute,
         "emit_delay_seconds": report["performance"]["emit_delay_seconds"],
         "linkage_entries": report["performance"]["linkage_entries"],
         "report": report,
         "samples": samples,
     }))
+}
+
+/// Most bytes of a `/metrics` answer the soak reads (a few hundred series; ~60 KB here).
+const SCRAPE_BYTES_MAX: u64 = 16 << 20;
+
+/// The body of `GET /metrics` from cluetrain's admin server; `None` if it does not answer.
+fn scrape(admin: std::net::SocketAddr) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.0\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    std::io::copy(&mut s.take(SCRAPE_BYTES_MAX), &mut raw).ok()?;
+    let out = String::from_utf8(raw).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split_ascii_whitespace().nth(1)?;
+    (status == "200").then(|| body.to_string())
+}
+
+/// The value of each of `names` in a Prometheus text exposition, summed over its label sets.
+fn gauges(text: &str, names: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series);
+        let (true, Ok(v)) = (names.contains(&name), value.parse::<f64>()) else {
+            continue;
+        };
+        let sum = out.entry(name).or_insert(json!(0.0));
+        *sum = json!(sum.as_f64().unwrap_or(0.0) + v);
+    }
+    Value::Object(out)
+}
+
+/// Least-squares slope of gauge `name` over `samples`, per minute.
+fn slope_per_minute(samples: &[Value], name: &str) -> Option<f64> {
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .filter_map(|s| Some((s["seconds"].as_f64()? / 60.0, s["gauges"][name].as_f64()?)))
+        .collect();
+    #[allow(clippy::cast_precision_loss)] // a few hundred samples
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
+    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(sxy, sxx), p| {
+        (sxy + (p.0 - mx) * (p.1 - my), sxx + (p.0 - mx) * (p.0 - mx))
+    });
+    (sxx > 0.0).then(|| sxy / sxx)
 }
 
 /// Sends a signal by name with kill(1) (no `unsafe` here for libc).
@@ -830,5 +920,53 @@ fn print_summary(doc: &Value) {
             f(&soak["emit_delay_seconds"]["p50"], 1e-3, " ms"),
             f(&soak["emit_delay_seconds"]["p99"], 1e-3, " ms"),
         );
+        if let Some(g) = soak["gauge_growth_per_minute"].as_object() {
+            let line: Vec<String> = g
+                .iter()
+                .filter_map(|(k, v)| Some(format!("{k} {:+.0}", v.as_f64()?)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  soak gauges, change per minute over the last two thirds: {}",
+                line.join(", ")
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_sum_over_label_sets_and_skip_others() {
+        let text = "# HELP cluetrain_linkage_entries x\n\
+                    # TYPE cluetrain_linkage_entries gauge\n\
+                    cluetrain_linkage_entries 12\n\
+                    cluetrain_kafka_prefetch_messages{partition=\"0\"} 3\n\
+                    cluetrain_kafka_prefetch_messages{partition=\"1\"} 4.5\n\
+                    cluetrain_linkage_entries_other 99\n";
+        let g = gauges(
+            text,
+            &[
+                "cluetrain_linkage_entries",
+                "cluetrain_kafka_prefetch_messages",
+            ],
+        );
+        assert_eq!(g["cluetrain_linkage_entries"], json!(12.0));
+        assert_eq!(g["cluetrain_kafka_prefetch_messages"], json!(7.5));
+        assert_eq!(g.as_object().map(serde_json::Map::len), Some(2));
+    }
+
+    #[test]
+    fn slope_is_per_minute_and_ignores_missing_samples() {
+        // 60 bytes a second = 3,600 a minute; one sample without the gauge.
+        let mut samples: Vec<Value> = (0..10)
+            .map(|i| json!({"seconds": f64::from(i) * 5.0, "gauges": {"g": 1000.0 + f64::from(i) * 300.0}}))
+            .collect();
+        samples.push(json!({"seconds": 60.0, "gauges": null}));
+        let s = slope_per_minute(&samples, "g").unwrap();
+        assert!((s - 3600.0).abs() < 1e-6, "{s}");
+        assert_eq!(slope_per_minute(&samples[..1], "g"), None);
     }
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod outputs;
 pub mod pipeline;
 pub mod privacy;
+pub mod process_metrics;
 pub mod replay;
 pub mod resources;
 pub mod settings;

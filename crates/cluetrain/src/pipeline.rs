@@ -140,6 +140,7 @@ impl Observers {
         ingest.register(&mut registry);
         let pipeline = Arc::new(PipelineMetrics::new(config));
         pipeline.register(&mut registry);
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         (
             Observers {
                 ingest,

@@ -1,5 +1,6 @@
 //! What this process has used so far: CPU seconds and peak resident memory, for the summary a
-//! bounded run prints (`cluetrain run --until-end`) and for the end-to-end bench.
+//! bounded run prints (`cluetrain run --until-end`), for `/metrics`
+//! ([`crate::process_metrics`]) and for the end-to-end bench (which compiles this file in).
 //!
 //! Read from `/proc/self` (Linux) rather than `getrusage`, which needs `unsafe` (forbidden in
 //! this workspace); elsewhere the figures are absent.
