@@ -104,6 +104,13 @@ pub struct EngineConfig {
     pub values_per_window_max: usize,
     /// Conversations tracked per window for thread depth.
     pub conversations_per_window_max: usize,
+    /// Allowed lateness, µs: upstream, an event older than the watermark minus this is late
+    /// and never reaches the engine. So once the watermark passes a window's end plus this, no
+    /// event can join the window any more: its thread depth is sealed (only answers, which
+    /// carry no conversation, still change it), and each pane's conversations are released
+    /// once every window covering it is sealed, rather than kept until final (end plus the
+    /// response horizon).
+    pub allowed_lateness_micros: i64,
     /// Per brand, its competitor set for share of voice (itself excluded; it is added).
     pub competitors: HashMap<String, Vec<String>>,
     /// A closed window whose figures changed is emitted again at most this often, µs of
@@ -223,8 +230,14 @@ struct Acc {
     unanswered: BTreeMap<i64, u32>,
     unanswered_len: usize,
     departments: BTreeMap<String, DeptAcc>,
-    /// Conversation root hash → most turns seen in the pane.
+    /// Conversation root hash → most turns seen in the pane. Emptied once every window
+    /// covering the pane is sealed (`sealed`).
     roots: FastMap<u64, u32>,
+    /// Every window covering the pane has its thread depth sealed, and `roots` was released:
+    /// a conversation row for it now (only after the watermark went back, on a rebalance) is
+    /// counted as dropped. Absent in checkpoints written before sealing: false.
+    #[serde(default)]
+    sealed: bool,
     /// The engine batch that last touched this pane (not checkpointed): the windows covering
     /// a pane are marked changed once per batch, not once per row.
     #[serde(skip)]
@@ -247,6 +260,19 @@ struct WindowState {
     /// checkpoints written before it: 0, emitted at the next change).
     #[serde(default)]
     emitted_at: i64,
+    /// Its figures fixed once the watermark passed its end plus the allowed lateness (no event
+    /// can join it after that). Absent in checkpoints written before sealing: sealed at the
+    /// next advance.
+    #[serde(default)]
+    sealed: Option<Sealed>,
+}
+
+/// The figures of a window that no event can change any more, kept instead of what they were
+/// computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Sealed {
+    /// Mean most turns per conversation (`None`: no conversation).
+    thread_depth: Option<f64>,
 }
 
 /// (spec, group) → (the last finalised window's start, its net sentiment).
@@ -320,6 +346,8 @@ pub struct WindowEngine {
     pending_close: BTreeSet<(i64, StateKey)>,
     /// Every window, by the time it becomes final (end + H).
     pending_final: BTreeSet<(i64, StateKey)>,
+    /// Windows to seal by seal time (end plus allowed lateness).
+    pending_seal: BTreeSet<(i64, StateKey)>,
     /// Windows whose figures changed since their last emission.
     changed: BTreeSet<StateKey>,
     /// Per (spec, group): the last finalised window's start and net sentiment.
@@ -367,6 +395,7 @@ impl WindowEngine {
             panes: FastMap::default(),
             pending_close: BTreeSet::new(),
             pending_final: BTreeSet::new(),
+            pending_seal: BTreeSet::new(),
             changed: BTreeSet::new(),
             last_net: FastMap::default(),
             brand_inbound: FastMap::default(),
@@ -462,6 +491,12 @@ impl WindowEngine {
             if !st.closed {
                 self.pending_close.insert((end, key.clone()));
             }
+            if st.sealed.is_none() {
+                self.pending_seal.insert((
+                    end.saturating_add(self.cfg.allowed_lateness_micros),
+                    key.clone(),
+                ));
+            }
             self.pending_final
                 .insert((end.saturating_add(h), key.clone()));
             if st.changed {
@@ -512,6 +547,7 @@ impl WindowEngine {
         self.panes.clear();
         self.pending_close.clear();
         self.pending_final.clear();
+        self.pending_seal.clear();
         self.changed.clear();
         self.last_net.clear();
         self.brand_inbound.clear();
@@ -653,6 +689,10 @@ impl WindowEngine {
                 None => {
                     self.pending_close.insert((end, key.clone()));
                     self.pending_final.insert((final_at, key.clone()));
+                    self.pending_seal.insert((
+                        end.saturating_add(self.cfg.allowed_lateness_micros),
+                        key.clone(),
+                    ));
                     self.changed.insert(key.clone());
                     self.windows.insert(
                         key.clone(),
@@ -661,6 +701,7 @@ impl WindowEngine {
                             closed: false,
                             changed: true,
                             emitted_at: 0,
+                            sealed: None,
                         },
                     );
                 }
@@ -838,7 +879,12 @@ impl WindowEngine {
                     start: p,
                     group: group.clone(),
                 };
-                let roots = &mut self.pane(key, touched).roots;
+                let a = self.pane(key, touched);
+                if a.sealed {
+                    self.stats.conversations_dropped += 1;
+                    continue;
+                }
+                let roots = &mut a.roots;
                 let full = roots.len() >= max;
                 let kept = match roots.entry(root.value(i)) {
                     Entry::Occupied(mut t) => {
@@ -899,6 +945,15 @@ impl WindowEngine {
                 closing.insert(key.clone(), ());
                 self.changed.insert(key);
             }
+        }
+        while let Some((at, _)) = self.pending_seal.first() {
+            if *at > wm {
+                break;
+            }
+            let Some((_, key)) = self.pending_seal.pop_first() else {
+                break;
+            };
+            self.seal(&key);
         }
         // Finals first: a window that closes and becomes final in one step is emitted once.
         let mut finals = Vec::new();
@@ -1055,6 +1110,10 @@ impl WindowEngine {
         self.pending_close.remove(&(end, key.clone()));
         self.pending_final
             .remove(&(end.saturating_add(self.cfg.horizon_micros), key.clone()));
+        self.pending_seal.remove(&(
+            end.saturating_add(self.cfg.allowed_lateness_micros),
+            key.clone(),
+        ));
         self.changed.remove(key);
         let net = self.window_net(key);
         if self.windows.remove(key).is_some() {
@@ -1069,6 +1128,24 @@ impl WindowEngine {
         // The window starting with a pane is the last one covering it: the pane goes too.
         self.panes.remove(key);
         r
+    }
+
+    /// Seals window `key`: its thread depth is computed once more and kept. The window starting
+    /// with a pane is the last one covering it (windows are sealed in order of their end), so
+    /// that pane's conversations are released.
+    fn seal(&mut self, key: &StateKey) {
+        let mut roots = std::mem::take(&mut self.scratch_roots);
+        let depth = thread_depth(&self.window_panes(key), &mut roots);
+        self.scratch_roots = roots;
+        if let Some(st) = self.windows.get_mut(key) {
+            st.sealed = Some(Sealed {
+                thread_depth: depth,
+            });
+        }
+        if let Some(a) = self.panes.get_mut(key) {
+            a.roots = FastMap::default();
+            a.sealed = true;
+        }
     }
 
     fn prune_side_state(&mut self, wm: i64) {
@@ -1172,9 +1249,10 @@ impl WindowEngine {
         // (Or it closed before: after a rebalance the watermark restarts from the partitions
         // restored and can be lower for a while.)
         let closed = st.closed || key.start.saturating_add(spec.size_micros()) <= wm;
+        let sealed = st.sealed;
         let mut roots = std::mem::take(&mut self.scratch_roots);
         let panes = self.window_panes(key);
-        let a = Combined::of(&panes, wm, h, &mut roots);
+        let a = Combined::of(&panes, wm, h, &mut roots, sealed);
         let n = &a.counts;
         let net = n.net_sentiment();
         let neutral = n.inbound.saturating_sub(n.positive + n.negative);
@@ -1309,8 +1387,14 @@ fn merge_runs<'a>(runs: &[&'a [f64]]) -> Cow<'a, [f64]> {
 
 impl<'a> Combined<'a> {
     /// Sums the panes (each with its response times sorted) at watermark `wm`, horizon `h`;
-    /// `roots` is scratch space for thread depth.
-    fn of(panes: &[&'a Acc], wm: i64, h: i64, roots: &mut FastMap<u64, u32>) -> Self {
+    /// `roots` is scratch space for thread depth, unless the window is `sealed`.
+    fn of(
+        panes: &[&'a Acc],
+        wm: i64,
+        h: i64,
+        roots: &mut FastMap<u64, u32>,
+        sealed: Option<Sealed>,
+    ) -> Self {
         let mut c = Combined::default();
         let mut frt: Vec<&[f64]> = Vec::with_capacity(panes.len());
         let mut frt_b: Vec<&[f64]> = Vec::with_capacity(panes.len());
@@ -1342,7 +1426,10 @@ impl<'a> Combined<'a> {
                 d.frt = merge_runs(runs);
             }
         }
-        c.thread_depth = thread_depth(panes, roots);
+        c.thread_depth = match sealed {
+            Some(s) => s.thread_depth,
+            None => thread_depth(panes, roots),
+        };
         c
     }
 }
@@ -1643,6 +1730,7 @@ mod tests {
             conversations_per_window_max: 10,
             competitors: HashMap::new(),
             revision_interval_micros: 0,
+            allowed_lateness_micros: 0,
         };
         // "fast" comes from an instance that forced windows final up to 900; "slow" from one
         // that was behind (its windows final up to 100).
@@ -1656,5 +1744,130 @@ mod tests {
         // And the next snapshot carries "fast"'s floor with it.
         let s = e.snapshot(&["fast"]);
         assert_eq!(s.floors, vec![("fast".to_string(), 900)]);
+    }
+
+    /// Sealing a window at its end plus the allowed lateness changes none of its records
+    /// (answers keep revising it up to its final), and releases the conversations of each pane
+    /// once every window covering it is sealed; a conversation row that still reaches a sealed
+    /// pane is counted as dropped and changes nothing.
+    #[test]
+    fn sealed_windows_keep_their_thread_depth_and_release_conversations() {
+        use model::facts::{EventFact, FactBatchBuilder, FactKeys};
+        const S: i64 = 1_000_000;
+        let config = |lateness: i64| EngineConfig {
+            specs: vec![spec(60, 60), spec(180, 60)],
+            group_by: GroupBy::default(),
+            horizon_micros: 3600 * S,
+            open_windows_max: 1000,
+            values_per_window_max: 1000,
+            conversations_per_window_max: 1000,
+            competitors: HashMap::new(),
+            revision_interval_micros: 0,
+            allowed_lateness_micros: lateness,
+        };
+        let keys = FactKeys {
+            brand: "acme",
+            platform: "x",
+            stakeholder: "customer",
+            department: None,
+        };
+        let event = |t: i64, root: u64, turns: i32| EventFact {
+            t,
+            role: "inbound",
+            compound: 0.1,
+            to_broadcast: false,
+            followers: None,
+            root,
+            turns,
+        };
+        // Eight minutes: 20 messages a minute in conversations that span minutes (their turns
+        // grow), answers to the messages of three minutes before, each batch followed by a
+        // watermark at the end of its minute.
+        let mut batches = Vec::new();
+        for minute in 0..8_i64 {
+            let mut b = FactBatchBuilder::with_capacity(32);
+            for i in 0..20_i64 {
+                let root = u64::try_from(i % 7 + minute).unwrap();
+                let turns = i32::try_from(minute + i % 3).unwrap();
+                b.event(&keys, &event(minute * 60 * S + i * 3 * S, root, turns));
+            }
+            if minute >= 3 {
+                for i in 0..5_i64 {
+                    #[allow(clippy::cast_precision_loss)]
+                    b.answer(
+                        &keys,
+                        (minute - 3) * 60 * S + i * 3 * S,
+                        180.0 + i as f64,
+                        90.0,
+                    );
+                }
+            }
+            batches.push((b.finish().unwrap(), (minute + 1) * 60 * S));
+        }
+        let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let run = |e: &mut WindowEngine| -> Vec<WindowRecord> {
+            let mut out = Vec::new();
+            for (facts, wm) in &batches {
+                futures::executor::block_on(e.ingest(facts)).unwrap();
+                out.extend(e.advance(*wm, at));
+            }
+            out
+        };
+        // Lateness 30 s seals each window half a minute after its end; lateness equal to the
+        // horizon seals nothing before the window is final.
+        let mut sealing = WindowEngine::new(config(30 * S));
+        let mut keeping = WindowEngine::new(config(3600 * S));
+        let records = run(&mut sealing);
+        assert_eq!(records, run(&mut keeping));
+        assert!(
+            records
+                .iter()
+                .any(|r| r.closed && r.answered > 0 && r.thread_depth.is_some()),
+            "answers revise closed windows with a thread depth"
+        );
+        // Watermark at 8 min: windows ending by 7.5 min are sealed. The panes whose last
+        // covering window (the one starting with them) ends by then have no conversations.
+        let released = |e: &WindowEngine| {
+            e.panes
+                .iter()
+                .filter(|(_, a)| a.sealed && a.roots.is_empty())
+                .map(|(k, _)| (k.spec, k.start / (60 * S)))
+                .collect::<BTreeSet<_>>()
+        };
+        let want: BTreeSet<(usize, i64)> = (0..7)
+            .map(|m| (0, m))
+            .chain((0..5).map(|m| (1, m)))
+            .collect();
+        assert_eq!(released(&sealing), want);
+        assert!(released(&keeping).is_empty());
+        assert!(keeping.panes.values().all(|a| !a.roots.is_empty()));
+        // A conversation row for minute 0 (late: the pipeline would not pass it on) is
+        // dropped in the sealed panes of both specs; the figures stay as they were.
+        let before = sealing.stats();
+        let mut b = FactBatchBuilder::with_capacity(1);
+        b.event(&keys, &event(10 * S, 99, 9));
+        futures::executor::block_on(sealing.ingest(&b.finish().unwrap())).unwrap();
+        assert_eq!(
+            sealing.stats().conversations_dropped,
+            before.conversations_dropped + 2
+        );
+        let depth = |e: &mut WindowEngine| {
+            e.advance(8 * 60 * S, at)
+                .into_iter()
+                .filter(|r| r.window_start.timestamp() == 0)
+                .map(|r| (r.window_seconds, r.thread_depth))
+                .collect::<Vec<_>>()
+        };
+        let revised = depth(&mut sealing);
+        assert!(
+            !revised.is_empty(),
+            "the late row's counts revise the windows"
+        );
+        let first = records
+            .iter()
+            .rev()
+            .find(|r| r.window_start.timestamp() == 0 && r.window_seconds == 60)
+            .unwrap();
+        assert!(revised.contains(&(60, first.thread_depth)), "{revised:?}");
     }
 }

@@ -76,6 +76,8 @@ pub fn engine_config(config: &Config) -> Result<EngineConfig, SetupError> {
         open_windows_max: config.windows.open_windows_max,
         values_per_window_max: config.windows.response_times_per_window_max,
         conversations_per_window_max: config.windows.conversations_per_window_max,
+        allowed_lateness_micros: i64::try_from(config.windows.allowed_lateness.as_micros())
+            .unwrap_or(i64::MAX),
         competitors,
         revision_interval_micros: i64::try_from(config.windows.revision_interval.as_micros())
             .unwrap_or(i64::MAX),

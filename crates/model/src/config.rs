@@ -657,6 +657,7 @@ pub struct WindowsConfig {
     pub group_by: Vec<GroupKey>,
     /// How long after the watermark passes a time events for it are still accepted (they
     /// update closed windows as a new revision); older events go to the late-events topic.
+    /// Past a window's end plus this its thread depth is sealed and its conversations released.
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
     /// Emit not-yet-closed windows that changed this often (wall clock); "0s" = only at close.
