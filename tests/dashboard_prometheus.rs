@@ -143,7 +143,13 @@ fn allowed(label: &str, value: &str) -> bool {
         .contains(&value),
         "trigger" => ["rows", "wait", "end", "shutdown"].contains(&value),
         "result" => ["ok", "error", "restored", "empty", "replayed"].contains(&value),
-        "table" => ["engagement_windows_live", "voices", "open_conversations"].contains(&value),
+        "table" => [
+            "engagement_windows_live",
+            "voices",
+            "voice_conversations",
+            "open_conversations",
+        ]
+        .contains(&value),
         "kind" => ["full", "incremental"].contains(&value),
         _ => false,
     }

@@ -147,7 +147,7 @@ pub struct KindLabels {
 /// Label set of the SQL live tables' evictions.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
-    /// `engagement_windows_live`, `voices` or `open_conversations`.
+    /// `engagement_windows_live`, `voices`, `voice_conversations` or `open_conversations`.
     pub table: String,
 }
 
@@ -655,6 +655,11 @@ impl PipelineMetrics {
             ),
             ("voices", live.voices_evicted, t.live.voices_evicted),
             (
+                "voice_conversations",
+                live.voice_conversations_uncounted,
+                t.live.voice_conversations_uncounted,
+            ),
+            (
                 "open_conversations",
                 live.open_left_out,
                 t.live.open_left_out,
@@ -889,7 +894,7 @@ impl PipelineMetrics {
         );
         r.register(
             "cluetrain_sql_live_evictions",
-            "Rows the SQL live tables left out because sql.live_windows_max, sql.voices_max or sql.open_conversations_max was reached",
+            "Rows the SQL live tables left out because sql.live_windows_max, sql.voices_max or sql.open_conversations_max was reached, and conversations not counted in voices because sql.voice_conversations_max was (table voice_conversations)",
             self.sql_live_evictions.clone(),
         );
         r.register(

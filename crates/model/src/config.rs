@@ -138,6 +138,9 @@ pub struct SqlConfig {
     pub samples_max: usize,
     /// Author-days tracked for `voices`; the oldest day is evicted first.
     pub voices_max: usize,
+    /// Distinct conversations counted per author-day in `voices` (its `conversations` stops
+    /// there): each is remembered to count it once, so this times `voices_max` bounds them.
+    pub voice_conversations_max: usize,
     /// Rows of `open_conversations` (the oldest waiting messages are kept).
     pub open_conversations_max: usize,
     /// How often `open_conversations` is refreshed from linkage state.
@@ -157,6 +160,7 @@ impl Default for SqlConfig {
             live_windows_max: 100_000,
             samples_max: 1_000,
             voices_max: 200_000,
+            voice_conversations_max: 32,
             open_conversations_max: 10_000,
             refresh_interval: Duration::from_secs(5),
         }
@@ -372,6 +376,7 @@ impl fmt::Debug for SqlConfig {
             live_windows_max,
             samples_max,
             voices_max,
+            voice_conversations_max,
             open_conversations_max,
             refresh_interval,
         } = self;
@@ -385,6 +390,7 @@ impl fmt::Debug for SqlConfig {
             .field("live_windows_max", live_windows_max)
             .field("samples_max", samples_max)
             .field("voices_max", voices_max)
+            .field("voice_conversations_max", voice_conversations_max)
             .field("open_conversations_max", open_conversations_max)
             .field("refresh_interval", refresh_interval)
             .finish()
@@ -1269,6 +1275,14 @@ impl Config {
             if !(1..=100_000_000).contains(&v) {
                 bad(key, "must be between 1 and 100000000".into());
             }
+        }
+        if !(1..=10_000).contains(&q.voice_conversations_max) {
+            bad(
+                "sql.voice_conversations_max",
+                "must be between 1 and 10000 (default 32): each counted conversation is kept \
+                 per author-day, up to sql.voices_max of them"
+                    .into(),
+            );
         }
         if q.refresh_interval.is_zero() {
             bad(
