@@ -100,13 +100,15 @@ fn dashboard_exprs() -> Vec<(String, String)> {
     out
 }
 
-/// Metric names documented in docs/prometheus.md (first column of its tables).
+/// Metric names documented in docs/prometheus.md (first column of its tables): cluetrain's own
+/// and the process's (`process_*`).
 fn documented_metrics() -> BTreeSet<String> {
     let text = std::fs::read_to_string(root().join("docs/prometheus.md")).unwrap();
     text.lines()
-        .filter_map(|l| l.strip_prefix("| `cluetrain_"))
+        .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split('`').next())
-        .map(|n| format!("cluetrain_{n}"))
+        .filter(|n| n.starts_with("cluetrain_") || n.starts_with("process_"))
+        .map(str::to_string)
         .collect()
 }
 
