@@ -492,10 +492,7 @@ impl WindowEngine {
                 self.pending_close.insert((end, key.clone()));
             }
             if st.sealed.is_none() {
-                self.pending_seal.insert((
-                    end.saturating_add(self.cfg.allowed_lateness_micros),
-                    key.clone(),
-                ));
+                self.pending_seal.insert((self.seal_at(end), key.clone()));
             }
             self.pending_final
                 .insert((end.saturating_add(h), key.clone()));
@@ -689,10 +686,7 @@ impl WindowEngine {
                 None => {
                     self.pending_close.insert((end, key.clone()));
                     self.pending_final.insert((final_at, key.clone()));
-                    self.pending_seal.insert((
-                        end.saturating_add(self.cfg.allowed_lateness_micros),
-                        key.clone(),
-                    ));
+                    self.pending_seal.insert((self.seal_at(end), key.clone()));
                     self.changed.insert(key.clone());
                     self.windows.insert(
                         key.clone(),
@@ -1110,10 +1104,7 @@ impl WindowEngine {
         self.pending_close.remove(&(end, key.clone()));
         self.pending_final
             .remove(&(end.saturating_add(self.cfg.horizon_micros), key.clone()));
-        self.pending_seal.remove(&(
-            end.saturating_add(self.cfg.allowed_lateness_micros),
-            key.clone(),
-        ));
+        self.pending_seal.remove(&(self.seal_at(end), key.clone()));
         self.changed.remove(key);
         let net = self.window_net(key);
         if self.windows.remove(key).is_some() {
@@ -1128,6 +1119,11 @@ impl WindowEngine {
         // The window starting with a pane is the last one covering it: the pane goes too.
         self.panes.remove(key);
         r
+    }
+
+    /// When a window ending at `end` is sealed: no event can join it after that.
+    fn seal_at(&self, end: i64) -> i64 {
+        end.saturating_add(self.cfg.allowed_lateness_micros)
     }
 
     /// Seals window `key`: its thread depth is computed once more and kept. The window starting

@@ -712,12 +712,6 @@ pub struct Linker {
     /// Expiry scans, derived (not checkpointed; the first advance after a restore scans).
     #[serde(skip)]
     scans: Scans,
-    /// Inside [`Linker::enforce_bound`]: the messages it links (held replies released as
-    /// roots) do not enforce the bound again. Its loop checks the bound after each step, and
-    /// nested calls recursed once per released parent while held replies dominated: a stack
-    /// overflow at 6,400 entries in a debug test.
-    #[serde(skip)]
-    enforcing: bool,
 }
 
 /// What spares [`Linker::advance`] a walk over every held reply and every conversation per
@@ -771,7 +765,6 @@ impl Linker {
             stats: LinkStats::default(),
             changes: None,
             scans: Scans::default(),
-            enforcing: false,
         }
     }
 
@@ -951,10 +944,18 @@ impl Linker {
                 }
                 self.enforce_bound(out);
             }
-            _ => self.link(e, out),
+            _ => {
+                self.link(e, out);
+                self.enforce_bound(out);
+            }
         }
     }
 
+    /// Links `e` and the held replies it resolves. It does not enforce the bound: `observe`
+    /// does, once per event. The replies linked here were counted while held, so linking them
+    /// leaves the entries as they were; enforcing from here made `enforce_bound`, which links
+    /// released replies, recurse once per parent while held replies dominated (a stack overflow
+    /// at 6,400 entries in a debug test).
     fn link(&mut self, e: &LinkInput<'_>, out: &mut Vec<Linked>) {
         let by_brand = self.is_brand_author(e);
         let brand_i = self.nodes.brand_index(e.brand);
@@ -1133,7 +1134,6 @@ impl Linker {
                 self.link(&input.view(), out);
             }
         }
-        self.enforce_bound(out);
     }
 
     /// Removes the oldest message (by the age index); `expired` or `evicted` counts it.
@@ -1254,10 +1254,6 @@ impl Linker {
     /// At the bound with held replies dominating, takes out the oldest message or a batch of
     /// held replies until the bound holds.
     fn enforce_bound(&mut self, out: &mut Vec<Linked>) {
-        if self.enforcing {
-            return;
-        }
-        self.enforcing = true;
         while self.entries() > self.cfg.entries_max {
             // Held replies first if they dominate, else the oldest message.
             if self.held_count > self.nodes.len() {
@@ -1291,7 +1287,6 @@ impl Linker {
             }
             self.stats.evicted += 1;
         }
-        self.enforcing = false;
     }
 }
 
