@@ -257,7 +257,9 @@ impl EnrichSlice {
 /// Sentiment, linkage and routing state of a running pipeline.
 pub struct Enrichment {
     link_cfg: LinkerConfig,
-    linkers: HashMap<i32, Linker>,
+    /// By partition, in partition order: what the linkers give out together (expiry,
+    /// evictions) comes in the same order from run to run.
+    linkers: std::collections::BTreeMap<i32, Linker>,
     watermarks: Watermarks,
     lateness_micros: i64,
     horizon_micros: i64,
@@ -284,6 +286,28 @@ pub struct Enrichment {
     pseudonymiser: Option<enrich::pseudonym::Pseudonymiser>,
     /// Threads that score a batch's sentiment (`sentiment.threads`, resolved).
     sentiment_threads: usize,
+    /// Threads that link the events a watermark step releases (`linkage.threads`, resolved).
+    link_threads: usize,
+}
+
+/// Below this many events released at once, linking stays on the calling thread: starting a
+/// scoped thread costs tens of µs, what linking a few dozen events costs.
+const PARALLEL_LINK_MIN: usize = 512;
+
+/// One partition's share of a release: its linker and its events, in event-time order.
+type LinkWork<'a> = (i32, &'a mut Linker, Vec<OwnedInput>);
+
+/// Links each partition's events on its linker; returns each partition's output.
+fn link_partitions(work: Vec<LinkWork<'_>>) -> Vec<(i32, Vec<Linked>)> {
+    work.into_iter()
+        .map(|(p, linker, inputs)| {
+            let mut out = Vec::with_capacity(inputs.len() + inputs.len() / 4);
+            for i in &inputs {
+                linker.observe(&i.view(), &mut out);
+            }
+            (p, out)
+        })
+        .collect()
 }
 
 fn model_error(e: model::ModelError) -> EnrichError {
@@ -371,7 +395,7 @@ impl Enrichment {
                 },
                 accounts,
             },
-            linkers: HashMap::new(),
+            linkers: std::collections::BTreeMap::new(),
             watermarks: Watermarks::new(WatermarkConfig {
                 out_of_orderness_micros: micros(config.linkage.out_of_orderness),
                 idle_timeout: config.linkage.idle_timeout,
@@ -402,6 +426,7 @@ impl Enrichment {
                 message: p.message,
             })?,
             sentiment_threads: config.sentiment.threads_resolved(),
+            link_threads: config.linkage.threads_resolved(),
         })
     }
 
@@ -585,6 +610,7 @@ impl Enrichment {
     /// Links buffered events with time ≤ `watermark`, in event-time order, and any beyond the
     /// buffer bound.
     fn release(&mut self, watermark: i64, out: &mut Vec<Linked>) {
+        let mut released = Vec::new();
         loop {
             let due = self
                 .reorder
@@ -600,11 +626,72 @@ impl Enrichment {
             if !due {
                 self.stats.reorder_forced += 1;
             }
-            let cfg = &self.link_cfg;
+            released.push(e);
+        }
+        self.link(released, out);
+    }
+
+    /// Links released events, each partition's in their order on the partition's linker.
+    /// Partitions share no linkage state (a conversation stays within its brand, and the input
+    /// is keyed by brand), so with `linkage.threads` above 1 and more than one partition in
+    /// the release, the partitions are linked on scoped threads, balanced by event count.
+    /// The output is each partition's in turn, in partition order, whatever the thread count;
+    /// within a partition it is what linking one event after the other gives.
+    fn link(&mut self, released: Vec<Buffered>, out: &mut Vec<Linked>) {
+        if released.is_empty() {
+            return;
+        }
+        let total = released.len();
+        let mut by_partition: std::collections::BTreeMap<i32, Vec<OwnedInput>> =
+            std::collections::BTreeMap::new();
+        for e in released {
+            by_partition.entry(e.partition).or_default().push(e.input);
+        }
+        let cfg = &self.link_cfg;
+        for p in by_partition.keys() {
             self.linkers
-                .entry(e.partition)
-                .or_insert_with(|| Linker::new(cfg.clone()))
-                .observe(&e.input.view(), out);
+                .entry(*p)
+                .or_insert_with(|| Linker::new(cfg.clone()));
+        }
+        let mut work: Vec<LinkWork<'_>> = self
+            .linkers
+            .iter_mut()
+            .filter_map(|(p, l)| by_partition.remove(p).map(|inputs| (*p, l, inputs)))
+            .collect();
+        let threads = self.link_threads.min(work.len());
+        let mut results = if threads <= 1 || total < PARALLEL_LINK_MIN {
+            link_partitions(work)
+        } else {
+            // Largest first, each to the least loaded thread.
+            work.sort_by_key(|(_, _, inputs)| std::cmp::Reverse(inputs.len()));
+            let mut shares: Vec<(usize, Vec<LinkWork<'_>>)> =
+                (0..threads).map(|_| (0, Vec::new())).collect();
+            for w in work {
+                if let Some(s) = shares.iter_mut().min_by_key(|(load, _)| *load) {
+                    s.0 += w.2.len();
+                    s.1.push(w);
+                }
+            }
+            std::thread::scope(|scope| {
+                let mut shares = shares.into_iter().map(|(_, w)| w);
+                let here = shares.next().unwrap_or_default();
+                let spawned: Vec<_> = shares
+                    .map(|w| scope.spawn(move || link_partitions(w)))
+                    .collect();
+                let mut results = link_partitions(here);
+                for h in spawned {
+                    match h.join() {
+                        Ok(r) => results.extend(r),
+                        // A panic in linkage is a bug: let it go on as if on this thread.
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
+                results
+            })
+        };
+        results.sort_by_key(|(p, _)| *p);
+        for (_, linked) in results {
+            out.extend(linked);
         }
     }
 
@@ -992,6 +1079,76 @@ impl Enrichment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Generated traffic of five brands on four partitions, fed in batches of 2,000 so that
+    /// each watermark step releases more than [`PARALLEL_LINK_MIN`] events of several
+    /// partitions: linked on threads, the output is what one thread gives, event for event.
+    #[test]
+    fn linking_partitions_on_threads_gives_what_one_thread_gives() {
+        use crate::generate::{Generator, GeneratorOptions};
+        use model::schema::EventBatchBuilder;
+        let generator = Generator::new(GeneratorOptions {
+            seed: 11,
+            events_per_second: 200.0,
+            ..GeneratorOptions::default()
+        });
+        let brands = generator.brand_configs();
+        let events: Vec<model::SocialEvent> =
+            generator.filter_map(|m| m.event).take(20_000).collect();
+        let partition = |brand: &str| -> i32 {
+            let i = brands.iter().position(|b| b.name == brand).unwrap_or(0);
+            i32::try_from(i % 4).unwrap_or(0)
+        };
+        let run = |threads: usize| -> (Vec<Linked>, usize) {
+            let config = Config {
+                brands: brands.clone(),
+                linkage: model::config::LinkageConfig {
+                    threads,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let mut enrichment = Enrichment::new(&config).unwrap();
+            let now = Instant::now();
+            let mut all = Vec::new();
+            let mut parallel_steps = 0;
+            for (offset, chunk) in events.chunks(2_000).enumerate() {
+                let mut b = EventBatchBuilder::with_capacity(chunk.len());
+                for (i, e) in chunk.iter().enumerate() {
+                    let t = e.created_at_micros().unwrap();
+                    let o = i64::try_from(offset * 2_000 + i).unwrap();
+                    b.append(&e.as_ref_with_time(t), partition(&e.brand), o);
+                }
+                let out = enrichment.process(&b.finish().unwrap(), now).unwrap();
+                let parts: HashSet<i32> = out
+                    .linked
+                    .iter()
+                    .filter_map(|l| match l {
+                        Linked::Event { brand, .. } => Some(partition(brand)),
+                        _ => None,
+                    })
+                    .collect();
+                if out.linked.len() >= PARALLEL_LINK_MIN && parts.len() > 1 {
+                    parallel_steps += 1;
+                }
+                all.extend(out.linked);
+            }
+            (all, parallel_steps)
+        };
+        let (one, steps) = run(1);
+        assert!(one.len() > 15_000, "{} linked", one.len());
+        assert!(steps >= 5, "only {steps} steps could run on threads");
+        for threads in [2, 4] {
+            let (many, _) = run(threads);
+            assert_eq!(one.len(), many.len(), "{threads} threads");
+            if let Some(i) = one.iter().zip(&many).position(|(a, b)| a != b) {
+                panic!(
+                    "{threads} threads: output {i} differs: {:?} against {:?}",
+                    many[i], one[i]
+                );
+            }
+        }
+    }
 
     #[test]
     fn tags_round_trip() {

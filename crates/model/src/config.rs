@@ -555,6 +555,22 @@ pub struct LinkageConfig {
     /// Events waiting for the watermark to be linked in event-time order; beyond it the oldest
     /// is linked early (cluetrain_linkage_reorder_forced_total).
     pub reorder_events_max: usize,
+    /// Threads that link the events one watermark step releases, each input partition's on one
+    /// thread (partitions share no linkage state: the input is keyed by brand); 0 = one per
+    /// available core. The links are the same whatever it is. Linking was the largest share of
+    /// the pipeline task, which does everything else on one thread (README, "Performance").
+    pub threads: usize,
+}
+
+impl LinkageConfig {
+    /// The thread count to use: [`LinkageConfig::threads`], 0 resolved to the cores this
+    /// process may run on.
+    pub fn threads_resolved(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
+    }
 }
 
 impl Default for LinkageConfig {
@@ -567,6 +583,7 @@ impl Default for LinkageConfig {
             idle_timeout: Duration::from_secs(60),
             empty_partition_timeout: Duration::from_secs(5),
             reorder_events_max: 1_000_000,
+            threads: 0,
         }
     }
 }
@@ -1025,6 +1042,15 @@ impl Config {
                 format!(
                     "is {}: at most 256 (0, the default, uses one per available core)",
                     self.sentiment.threads
+                ),
+            );
+        }
+        if self.linkage.threads > 256 {
+            bad(
+                "linkage.threads",
+                format!(
+                    "is {}: at most 256 (0, the default, uses one per available core)",
+                    self.linkage.threads
                 ),
             );
         }
