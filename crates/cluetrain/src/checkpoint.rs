@@ -305,6 +305,39 @@ pub fn encode(s: &SnapshotRef<'_>) -> anyhow::Result<Encoded> {
     Ok(Encoded { chunks })
 }
 
+/// Snapshots and encodes the checkpoints of `group` (partition, next offset), each on top of
+/// its `bases` entry, the first on this thread and the others on scoped threads. Returns them
+/// in `group`'s order, with whether each is incremental.
+fn encode_partitions(
+    job: &Job,
+    topic: &str,
+    group: &[(i32, i64)],
+    bases: &[Option<(String, usize)>],
+    now: std::time::Instant,
+) -> Vec<anyhow::Result<(Encoded, bool)>> {
+    let one = |&(partition, next_offset): &(i32, i64), base: &Option<(String, usize)>| {
+        let base = base.as_ref().map(|(name, _)| name.as_str());
+        let s = snapshot(job, topic, partition, next_offset, now, base);
+        Ok((encode(&s)?, s.is_delta()))
+    };
+    let mut work = group.iter().zip(bases);
+    let Some((first, first_base)) = work.next() else {
+        return Vec::new();
+    };
+    std::thread::scope(|scope| {
+        let spawned: Vec<_> = work.map(|(g, b)| scope.spawn(move || one(g, b))).collect();
+        let mut out = vec![one(first, first_base)];
+        for h in spawned {
+            match h.join() {
+                Ok(r) => out.push(r),
+                // Encoding panicked: a bug, as it would be on this thread.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
 /// Reads a checkpoint file back, verifying its header and checksum.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, CorruptCheckpoint> {
     let got = bytes.len() as u64;
@@ -378,6 +411,8 @@ pub struct CheckpointStore {
     topic: String,
     keep: usize,
     full_every: usize,
+    /// Partitions encoded at once ([`CheckpointStore::with_threads`]).
+    threads: usize,
     /// Per partition: the last checkpoint this process wrote (file name) and how many deltas
     /// lead to it since the last full one.
     chains: std::collections::HashMap<i32, (String, usize)>,
@@ -419,8 +454,57 @@ impl CheckpointStore {
             topic: topic.to_string(),
             keep: keep.max(1),
             full_every: full_every.clamp(1, CHAIN_MAX),
+            threads: 1,
             chains: std::collections::HashMap::new(),
         })
+    }
+
+    /// Encodes up to `threads` partitions' checkpoints at once (`checkpoint.threads`,
+    /// resolved; default 1). Each holds its encoded form until it is written.
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The checkpoint this partition's next one builds on, and how many deltas lead to it:
+    /// None when the next one is full.
+    fn base_of(&self, partition: i32) -> Option<(String, usize)> {
+        self.chains
+            .get(&partition)
+            .filter(|(_, deltas)| deltas + 1 < self.full_every)
+            .map(|(name, deltas)| (name.clone(), *deltas))
+    }
+
+    /// Writes the checkpoints of `partitions` (each with its next offset) like
+    /// [`CheckpointStore::checkpoint`], encoding up to [`CheckpointStore::with_threads`] of
+    /// them at once on scoped threads, then writing them in order. Returns those written, and
+    /// the first error: the partitions after it are not written.
+    pub async fn checkpoint_partitions(
+        &mut self,
+        job: &mut Job,
+        partitions: &[(i32, i64)],
+        now: std::time::Instant,
+    ) -> (Vec<(i32, i64, Written)>, anyhow::Result<()>) {
+        let mut written = Vec::with_capacity(partitions.len());
+        for group in partitions.chunks(self.threads) {
+            let bases: Vec<Option<(String, usize)>> =
+                group.iter().map(|(p, _)| self.base_of(*p)).collect();
+            let encoded = encode_partitions(job, &self.topic, group, &bases, now);
+            for ((&(p, next), base), e) in group.iter().zip(bases).zip(encoded) {
+                let w = match e {
+                    Ok((bytes, delta)) => {
+                        self.store_encoded(job, p, next, base, bytes, delta).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match w {
+                    Ok(w) => written.push((p, next, w)),
+                    Err(e) => return (written, Err(e)),
+                }
+            }
+        }
+        (written, Ok(()))
     }
 
     /// Writes `partition`'s checkpoint at `next_offset` from `job` (incremental when it can
@@ -433,11 +517,7 @@ impl CheckpointStore {
         next_offset: i64,
         now: std::time::Instant,
     ) -> anyhow::Result<Written> {
-        let base = self
-            .chains
-            .get(&partition)
-            .filter(|(_, deltas)| deltas + 1 < self.full_every)
-            .map(|(name, deltas)| (name.clone(), *deltas));
+        let base = self.base_of(partition);
         let (bytes, delta) = {
             let s = snapshot(
                 job,
@@ -449,6 +529,21 @@ impl CheckpointStore {
             );
             (encode(&s)?, s.is_delta())
         };
+        self.store_encoded(job, partition, next_offset, base, bytes, delta)
+            .await
+    }
+
+    /// Writes an encoded checkpoint of `partition`, marks the job's state checkpointed,
+    /// extends or starts the partition's chain and applies retention.
+    async fn store_encoded(
+        &mut self,
+        job: &mut Job,
+        partition: i32,
+        next_offset: i64,
+        base: Option<(String, usize)>,
+        bytes: Encoded,
+        delta: bool,
+    ) -> anyhow::Result<Written> {
         let size = bytes.len();
         let path = self
             .write_file(
@@ -1016,6 +1111,56 @@ mod tests {
             found.rejected
         );
         assert_eq!(found.snapshot.map(|(s, _)| s.next_offset), Some(2500));
+    }
+
+    /// Two partitions checkpointed together, full and incremental in turn: encoded on two
+    /// threads, they restore to the state they were taken of, as when encoded one by one.
+    #[tokio::test]
+    async fn partitions_encoded_on_threads_restore_as_when_encoded_one_by_one() {
+        let (config, [p0, p1]) = two_partitions();
+        let now = std::time::Instant::now();
+        let wall = chrono::Utc::now();
+        let mut views = Vec::new();
+        for threads in [1, 2] {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let loc = dir.path().to_string_lossy().to_string();
+            let mut store = CheckpointStore::open(&loc, "g", "in", 5, 3)
+                .unwrap_or_else(|e| panic!("{e:#}"))
+                .with_threads(threads);
+            let mut job = Job::new(&config).unwrap_or_else(|e| panic!("{e:#}"));
+            job.enrichment.assignment(&[0, 1], &[], &[], now);
+            let mut kinds = Vec::new();
+            for (i, (a, b)) in p0.iter().zip(&p1).enumerate() {
+                for batch in [a, b] {
+                    if let Err(e) = job.process(batch, now, wall).await {
+                        panic!("{e:#}")
+                    }
+                }
+                let next = (i as i64 + 1) * 250;
+                let (written, result) = store
+                    .checkpoint_partitions(&mut job, &[(0, next), (1, next)], now)
+                    .await;
+                result.unwrap_or_else(|e| panic!("{e:#}"));
+                let order: Vec<i32> = written.iter().map(|(p, _, _)| *p).collect();
+                assert_eq!(order, [0, 1]);
+                kinds.push(written.iter().map(|(_, _, w)| w.delta).collect::<Vec<_>>());
+            }
+            assert!(kinds.len() >= 6, "{kinds:?}");
+            assert!(kinds.iter().any(|k| k == &[true, true]), "{kinds:?}");
+            let live = linkage_view(&job);
+            assert!(live.0 > 1000, "state to restore: {live:?}");
+            let mut restored = Job::new(&config).unwrap_or_else(|e| panic!("{e:#}"));
+            for p in [0, 1] {
+                let found = store.latest(p).await.unwrap_or_else(|e| panic!("{e:#}"));
+                let (s, _) = found
+                    .snapshot
+                    .unwrap_or_else(|| panic!("no checkpoint of {p}"));
+                restore(&mut restored, s, now);
+            }
+            assert_eq!(linkage_view(&restored), live, "{threads} threads");
+            views.push((kinds, live));
+        }
+        assert_eq!(views[0], views[1]);
     }
 
     #[test]

@@ -450,7 +450,8 @@ pub async fn run(
             &config.kafka.input_topic,
             config.checkpoint.keep,
             config.checkpoint.full_every,
-        )?;
+        )?
+        .with_threads(config.checkpoint.threads_resolved());
         info!(location = %config.checkpoint.location, interval = ?config.checkpoint.interval, "checkpoints on");
         Some((
             Checkpoints {
@@ -1354,33 +1355,31 @@ impl Run<'_> {
         let mut bytes_total = 0usize;
         let mut deltas = 0usize;
         let metrics = self.observers.pipeline.clone();
-        let result: anyhow::Result<()> = async {
-            for p in ck.dirty.clone() {
-                let Some(&next) = ck.positions.get(&p) else {
-                    continue;
-                };
-                let w = ck
-                    .store
-                    .checkpoint(&mut self.job, p, next, Instant::now())
-                    .await?;
-                bytes_total += w.bytes;
-                deltas += usize::from(w.delta);
-                if let Some(m) = &metrics {
-                    m.checkpoint_files
-                        .get_or_create(&crate::metrics::KindLabels {
-                            kind: if w.delta { "incremental" } else { "full" }.into(),
-                        })
-                        .inc();
-                }
-                ck.dirty.remove(&p);
-                written.push(PartitionOffset {
-                    partition: p,
-                    next_offset: next,
-                });
+        let due: Vec<(i32, i64)> = ck
+            .dirty
+            .iter()
+            .filter_map(|p| ck.positions.get(p).map(|next| (*p, *next)))
+            .collect();
+        let (done, result) = ck
+            .store
+            .checkpoint_partitions(&mut self.job, &due, Instant::now())
+            .await;
+        for (p, next, w) in done {
+            bytes_total += w.bytes;
+            deltas += usize::from(w.delta);
+            if let Some(m) = &metrics {
+                m.checkpoint_files
+                    .get_or_create(&crate::metrics::KindLabels {
+                        kind: if w.delta { "incremental" } else { "full" }.into(),
+                    })
+                    .inc();
             }
-            Ok(())
+            ck.dirty.remove(&p);
+            written.push(PartitionOffset {
+                partition: p,
+                next_offset: next,
+            });
         }
-        .await;
         if let Some(m) = &metrics {
             let ok = result.is_ok();
             m.checkpoints
