@@ -542,7 +542,10 @@ async fn a_partition_whose_every_checkpoint_is_corrupt_is_read_again_from_its_be
         log.contains("partition restored from its checkpoint"),
         "the other partitions restore from theirs:\n{log}"
     );
-    assert_eq!(summary["late_events"], 0, "{summary}");
+    assert_eq!(
+        summary["late_events"], 0,
+        "{summary}\nthe run's log:\n{log}"
+    );
     let got = final_figures(
         &read_quiet(&brokers, &i.windows, Duration::from_secs(3)),
         "after replay",

@@ -1113,6 +1113,49 @@ mod tests {
         assert_eq!(found.snapshot.map(|(s, _)| s.next_offset), Some(2500));
     }
 
+    /// A rebalance restores partition 1 from its checkpoint while partition 0, also assigned,
+    /// has none and is read again from its beginning. Until partition 0's first event, time
+    /// alone must not move the watermark to partition 1's: its events would all be late.
+    #[tokio::test]
+    async fn time_alone_does_not_move_the_watermark_past_a_partition_still_to_be_read() {
+        let (config, [p0, p1]) = two_partitions();
+        let now = std::time::Instant::now();
+        let wall = chrono::Utc::now();
+        let mut before = Job::new(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        before.enrichment.assignment(&[1], &[], &[], now);
+        for b in &p1 {
+            if let Err(e) = before.process(b, now, wall).await {
+                panic!("{e:#}")
+            }
+        }
+        assert!(
+            before.enrichment.watermark().is_some(),
+            "partition 1 has a watermark"
+        );
+        let s = round_trip(&before, 1, 3_000);
+
+        let mut job = Job::new(&config).unwrap_or_else(|e| panic!("{e:#}"));
+        job.reset_to(&[0, 1], now);
+        job.start_unjudged();
+        restore(&mut job, s, now);
+        // The pipeline's tick looks every second while no batch arrives; restores can take
+        // that long.
+        let later = now + std::time::Duration::from_secs(5);
+        assert!(
+            !job.enrichment.watermark_due(later),
+            "time alone moves the watermark past partition 0, which is still to be read"
+        );
+        let mut late = 0;
+        for b in &p0 {
+            let step = job.process(b, later, wall).await;
+            late += step.unwrap_or_else(|e| panic!("{e:#}")).enriched.late.len();
+        }
+        assert_eq!(
+            late, 0,
+            "partition 0's events judged against partition 1's watermark"
+        );
+    }
+
     /// Two partitions checkpointed together, full and incremental in turn: encoded on two
     /// threads, they restore to the state they were taken of, as when encoded one by one.
     #[tokio::test]

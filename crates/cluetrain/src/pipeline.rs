@@ -1495,13 +1495,13 @@ impl Run<'_> {
         let Some(ck) = self.ck.as_mut() else {
             return Ok(Vec::new());
         };
-        self.job.reset();
+        let now = Instant::now();
+        self.job.reset_to(partitions, now);
         ck.store.forget_chains();
         ck.owned = partitions.iter().copied().collect();
         ck.positions.clear();
         ck.dirty.clear();
         let metrics = self.observers.pipeline.clone();
-        let now = Instant::now();
         let mut starts = Vec::new();
         for &p in partitions {
             let found = ck
