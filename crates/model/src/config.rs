@@ -106,14 +106,22 @@ pub struct CheckpointConfig {
     pub threads: usize,
 }
 
+/// A `threads` setting resolved: 0 is one per core this process may run on.
+fn threads_or_cores(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    }
+}
+
+/// The most threads a `threads` setting takes.
+const THREADS_MAX: usize = 256;
+
 impl CheckpointConfig {
     /// The thread count to use: [`CheckpointConfig::threads`], 0 resolved to the cores this
     /// process may run on.
     pub fn threads_resolved(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            n => n,
-        }
+        threads_or_cores(self.threads)
     }
 }
 
@@ -536,10 +544,7 @@ impl SentimentConfig {
     /// The thread count to use: [`SentimentConfig::threads`], 0 resolved to the cores this
     /// process may run on.
     pub fn threads_resolved(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            n => n,
-        }
+        threads_or_cores(self.threads)
     }
 }
 
@@ -584,10 +589,7 @@ impl LinkageConfig {
     /// The thread count to use: [`LinkageConfig::threads`], 0 resolved to the cores this
     /// process may run on.
     pub fn threads_resolved(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            n => n,
-        }
+        threads_or_cores(self.threads)
     }
 }
 
@@ -1054,32 +1056,19 @@ impl Config {
                 }
             }
         }
-        if self.sentiment.threads > 256 {
-            bad(
-                "sentiment.threads",
-                format!(
-                    "is {}: at most 256 (0, the default, uses one per available core)",
-                    self.sentiment.threads
-                ),
-            );
-        }
-        if self.checkpoint.threads > 256 {
-            bad(
-                "checkpoint.threads",
-                format!(
-                    "is {}: at most 256 (0, the default, uses one per available core)",
-                    self.checkpoint.threads
-                ),
-            );
-        }
-        if self.linkage.threads > 256 {
-            bad(
-                "linkage.threads",
-                format!(
-                    "is {}: at most 256 (0, the default, uses one per available core)",
-                    self.linkage.threads
-                ),
-            );
+        for (key, threads) in [
+            ("sentiment.threads", self.sentiment.threads),
+            ("linkage.threads", self.linkage.threads),
+            ("checkpoint.threads", self.checkpoint.threads),
+        ] {
+            if threads > THREADS_MAX {
+                bad(
+                    key,
+                    format!(
+                        "is {threads}: at most {THREADS_MAX} (0, the default, uses one per available core)"
+                    ),
+                );
+            }
         }
         let i = &self.ingest;
         if !(1..=1_000_000).contains(&i.batch_rows_max) {
@@ -1543,6 +1532,23 @@ mod tests {
                 "brands[1].name".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn thread_counts_beyond_the_maximum_name_their_key() {
+        let mut c = Config::default();
+        c.sentiment.threads = THREADS_MAX + 1;
+        c.linkage.threads = THREADS_MAX;
+        c.checkpoint.threads = 1_000;
+        let err = c.validate().unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["sentiment.threads", "checkpoint.threads"]);
+        assert!(err.to_string().contains("is 1000: at most 256"), "{err}");
+        c.sentiment.threads = 0;
+        c.checkpoint.threads = 2;
+        assert!(c.validate().is_ok());
+        assert!(c.sentiment.threads_resolved() >= 1);
+        assert_eq!(c.checkpoint.threads_resolved(), 2);
     }
 
     #[test]
