@@ -315,27 +315,14 @@ fn encode_partitions(
     bases: &[Option<(String, usize)>],
     now: std::time::Instant,
 ) -> Vec<anyhow::Result<(Encoded, bool)>> {
-    let one = |&(partition, next_offset): &(i32, i64), base: &Option<(String, usize)>| {
-        let base = base.as_ref().map(|(name, _)| name.as_str());
-        let s = snapshot(job, topic, partition, next_offset, now, base);
-        Ok((encode(&s)?, s.is_delta()))
-    };
-    let mut work = group.iter().zip(bases);
-    let Some((first, first_base)) = work.next() else {
-        return Vec::new();
-    };
-    std::thread::scope(|scope| {
-        let spawned: Vec<_> = work.map(|(g, b)| scope.spawn(move || one(g, b))).collect();
-        let mut out = vec![one(first, first_base)];
-        for h in spawned {
-            match h.join() {
-                Ok(r) => out.push(r),
-                // Encoding panicked: a bug, as it would be on this thread.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
+    crate::scoped::on_threads(
+        group.iter().zip(bases).collect(),
+        |(&(partition, next_offset), base)| {
+            let base = base.as_ref().map(|(name, _)| name.as_str());
+            let s = snapshot(job, topic, partition, next_offset, now, base);
+            Ok((encode(&s)?, s.is_delta()))
+        },
+    )
 }
 
 /// Reads a checkpoint file back, verifying its header and checksum.
@@ -517,20 +504,14 @@ impl CheckpointStore {
         next_offset: i64,
         now: std::time::Instant,
     ) -> anyhow::Result<Written> {
-        let base = self.base_of(partition);
-        let (bytes, delta) = {
-            let s = snapshot(
-                job,
-                &self.topic,
-                partition,
-                next_offset,
-                now,
-                base.as_ref().map(|(n, _)| n.as_str()),
-            );
-            (encode(&s)?, s.is_delta())
-        };
-        self.store_encoded(job, partition, next_offset, base, bytes, delta)
-            .await
+        let (mut written, result) = self
+            .checkpoint_partitions(job, &[(partition, next_offset)], now)
+            .await;
+        result?;
+        written
+            .pop()
+            .map(|(_, _, w)| w)
+            .context("internal: a checkpoint round of one partition wrote nothing")
     }
 
     /// Writes an encoded checkpoint of `partition`, marks the job's state checkpointed,

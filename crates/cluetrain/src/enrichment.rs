@@ -290,8 +290,10 @@ pub struct Enrichment {
     link_threads: usize,
 }
 
-/// Below this many events released at once, linking stays on the calling thread: starting a
-/// scoped thread costs tens of µs, what linking a few dozen events costs.
+/// Below this many events released at once, linking stays on the calling thread. Linking
+/// costs ~2.2 µs an event (README, "Performance"), so 512 are ~1 ms, well above what starting a
+/// thread is commonly reported to cost (tens of µs; not measured here). The bound itself was
+/// not tuned.
 const PARALLEL_LINK_MIN: usize = 512;
 
 /// One partition's share of a release: its linker and its events, in event-time order.
@@ -672,22 +674,13 @@ impl Enrichment {
                     s.1.push(w);
                 }
             }
-            std::thread::scope(|scope| {
-                let mut shares = shares.into_iter().map(|(_, w)| w);
-                let here = shares.next().unwrap_or_default();
-                let spawned: Vec<_> = shares
-                    .map(|w| scope.spawn(move || link_partitions(w)))
-                    .collect();
-                let mut results = link_partitions(here);
-                for h in spawned {
-                    match h.join() {
-                        Ok(r) => results.extend(r),
-                        // A panic in linkage is a bug: let it go on as if on this thread.
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    }
-                }
-                results
-            })
+            crate::scoped::on_threads(
+                shares.into_iter().map(|(_, w)| w).collect(),
+                link_partitions,
+            )
+            .into_iter()
+            .flatten()
+            .collect()
         };
         results.sort_by_key(|(p, _)| *p);
         for (_, linked) in results {

@@ -20,6 +20,7 @@ pub mod privacy;
 pub mod process_metrics;
 pub mod replay;
 pub mod resources;
+mod scoped;
 pub mod settings;
 pub mod sql;
 pub mod sql_limits;
