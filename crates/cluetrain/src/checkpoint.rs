@@ -231,7 +231,7 @@ impl Encoded {
 /// Collects the encoded body in chunks and hashes each chunk once it is full.
 ///
 /// ciborium writes a few bytes at a time; hashing every write copied each piece into the
-/// hasher's block buffer first (an attached profile of the bench, README "Performance", put
+/// hasher's block buffer first (a profile of the bench, docs/performance-log.md, put
 /// `memmove` under SHA-256's `update` at 3.5 % of the process's samples). A full chunk goes
 /// to the hasher at once.
 struct ChunkWriter {

@@ -182,7 +182,7 @@ fn voices<'a>(
 }
 
 /// Below this many linked events in a batch, `voices` is fed on the pipeline task itself.
-/// Feeding it costs ~0.5 µs an event (its share of the profile, README "Performance"), so
+/// Feeding it costs ~0.5 µs an event (its share of the profile, docs/performance-log.md), so
 /// 512 are ~0.25 ms, well above what starting a thread is commonly reported to cost (tens of
 /// µs; not measured here). The bound itself was not tuned.
 const OBSERVE_BESIDE_MIN: usize = 512;

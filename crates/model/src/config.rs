@@ -476,7 +476,7 @@ pub struct IngestConfig {
     /// than this ahead of the partition furthest behind is held back (its queue not read:
     /// librdkafka stops fetching it once `kafka.prefetch_messages_max` are queued) until that
     /// one is within half of it, so that a backlog read faster from one partition than from
-    /// another waits in Kafka, not in the reorder buffer (README, "Performance");
+    /// another waits in Kafka, not in the reorder buffer (docs/performance-log.md);
     /// `cluetrain_ingest_partitions_held` shows it. "0s" = never hold back.
     #[serde(with = "humantime_serde")]
     pub partition_drift_max: Duration,
@@ -535,7 +535,7 @@ pub struct SentimentConfig {
     /// Threads that score one micro-batch's texts, each a contiguous share of its rows
     /// (scoped threads, joined before the batch goes on); 0 = one per available core. The
     /// scores do not depend on it. VADER costs ~1 µs per text, so at today's rates 1 and 2
-    /// threads measured the same (README, "Performance"); it pays once the rest of the
+    /// threads measured the same (docs/performance-log.md); it pays once the rest of the
     /// pipeline is faster, and the pipeline task is otherwise waiting while it runs.
     pub threads: usize,
 }
