@@ -7,8 +7,8 @@
 //! docs/performance-log.md) only fills the reorder buffer with events that cannot be linked
 //! yet. On the end-to-end bench the buffer held 835,000 of 1,000,000 events before the last
 //! partition delivered its first one, and the batch that then moved the watermark six hours
-//! at once was the run's slowest to emit. Holding back a partition that is ahead keeps its events in Kafka
-//! until the one behind catches up (Flink calls it watermark alignment).
+//! at once was the run's slowest to emit. Holding back a partition that is ahead keeps its
+//! events in Kafka until the one behind catches up (Flink calls it watermark alignment).
 //!
 //! A partition is *behind* while it may still hold the watermark back: it is not at its end,
 //! and it delivered a message (or was assigned) within `drift_idle`. One that never delivered
