@@ -42,6 +42,7 @@
 //! out-of-orderness bound.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -56,6 +57,9 @@ use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use chrono::{DateTime, Utc};
+use arrow_schema::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use model::config::GroupKey;
 use model::window_record::{
@@ -63,6 +67,7 @@ use model::window_record::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::current_batch::CurrentBatch;
 use crate::distribution::{BacklogBucket, summarize_sorted};
 use crate::error::AggregateError;
 use crate::window::WindowSpec;
@@ -336,6 +341,8 @@ pub struct WindowEngine {
     pane_micros: i64,
     main_sql: String,
     depth_sql: String,
+    /// The two queries' plans, built at the first batch.
+    plans: Option<Plans>,
     /// Emission state per window (spec, window start, group).
     windows: FastMap<StateKey, WindowState>,
     /// Partial aggregates per spec pane (spec, pane start, group): a slide-long slice of the
@@ -375,6 +382,14 @@ pub struct WindowEngine {
 /// The facts table name inside the engine's DataFusion session.
 const FACTS: &str = "facts";
 
+/// The engine's two queries, planned once over the micro-batch table ([`CurrentBatch`]) and
+/// executed for every batch.
+struct Plans {
+    table: Arc<CurrentBatch>,
+    main: Arc<dyn ExecutionPlan>,
+    depth: Arc<dyn ExecutionPlan>,
+}
+
 impl WindowEngine {
     /// An engine with no windows.
     pub fn new(cfg: EngineConfig) -> Self {
@@ -391,6 +406,7 @@ impl WindowEngine {
             pane_micros,
             main_sql,
             depth_sql,
+            plans: None,
             windows: FastMap::default(),
             panes: FastMap::default(),
             pending_close: BTreeSet::new(),
@@ -575,11 +591,27 @@ impl WindowEngine {
         }
         self.stats.facts += facts.num_rows() as u64;
         self.stats.batches += 1;
-        self.ctx.deregister_table(FACTS)?;
-        self.ctx.register_batch(FACTS, facts.clone())?;
-        let main = self.ctx.sql(&self.main_sql).await?.collect().await?;
-        let depth = self.ctx.sql(&self.depth_sql).await?.collect().await?;
-        self.ctx.deregister_table(FACTS)?;
+        let schema = facts.schema();
+        if self
+            .plans
+            .as_ref()
+            .is_none_or(|p| p.table.schema() != schema)
+        {
+            self.plans = Some(self.plan(schema).await?);
+        }
+        let Some(plans) = self.plans.as_ref() else {
+            return Ok(());
+        };
+        plans.table.set(Some(facts.clone()));
+        let task = self.ctx.task_ctx();
+        let main = collect(Arc::clone(&plans.main), Arc::clone(&task)).await;
+        let depth = match &main {
+            Ok(_) => collect(Arc::clone(&plans.depth), task).await,
+            Err(_) => Ok(Vec::new()),
+        };
+        // The slot holds the batch only while the plans run.
+        plans.table.set(None);
+        let (main, depth) = (main?, depth?);
         let mut touched = Vec::new();
         for b in &main {
             self.merge_main(b, &mut touched)?;
@@ -592,6 +624,19 @@ impl WindowEngine {
         }
         self.enforce_bound();
         Ok(())
+    }
+
+    /// Plans the two queries over a [`CurrentBatch`] table of `schema` (registered as the
+    /// facts table, replacing any before it). Run at the first batch, and again only if a
+    /// batch comes with another schema.
+    async fn plan(&self, schema: SchemaRef) -> Result<Plans, AggregateError> {
+        let table = Arc::new(CurrentBatch::new(schema));
+        self.ctx.deregister_table(FACTS)?;
+        self.ctx
+            .register_table(FACTS, Arc::clone(&table) as Arc<dyn TableProvider>)?;
+        let main = self.ctx.sql(&self.main_sql).await?.create_physical_plan().await?;
+        let depth = self.ctx.sql(&self.depth_sql).await?.create_physical_plan().await?;
+        Ok(Plans { table, main, depth })
     }
 
     fn group(&self, brand: &str, platform: &str, stakeholder: &str, dept: Option<&str>) -> Group {

@@ -8,6 +8,7 @@
 //! the engine merges the result into window state, emitting revisions as the watermark moves.
 
 pub mod business_hours;
+mod current_batch;
 pub mod distribution;
 pub mod engine;
 pub mod error;
