@@ -84,7 +84,10 @@ impl TableProvider for CurrentBatch {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()])
+        Ok(vec![
+            TableProviderFilterPushDown::Unsupported;
+            filters.len()
+        ])
     }
 }
 
@@ -186,5 +189,74 @@ impl ExecutionPlan for CurrentBatchExec {
             Arc::clone(&self.schema),
             None,
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use datafusion::physical_plan::collect;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    fn batch(schema: &SchemaRef, kinds: &[&str], xs: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::clone(schema),
+            vec![
+                Arc::new(StringArray::from(kinds.to_vec())),
+                Arc::new(Int64Array::from(xs.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// One plan, executed again after each `set`, aggregates the batch set last: counts are
+    /// not folded into constants from statistics at planning time, filters and projections
+    /// apply to every batch, and an emptied table gives no groups.
+    #[test]
+    fn one_plan_aggregates_whichever_batch_is_current() {
+        futures::executor::block_on(async {
+            let schema: SchemaRef = Arc::new(Schema::new(vec![
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("x", DataType::Int64, false),
+            ]));
+            // As the engine's session: one partition (more would spawn repartitioning tasks).
+            let ctx =
+                SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+            let table = Arc::new(CurrentBatch::new(Arc::clone(&schema)));
+            ctx.register_table("t", Arc::clone(&table) as Arc<dyn TableProvider>)
+                .unwrap();
+            let plan = ctx
+                .sql("SELECT count(*) AS n, sum(x) FILTER (WHERE kind = 'a') AS a FROM t GROUP BY kind")
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            let run = || async {
+                let out = collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
+                let mut rows = Vec::new();
+                for b in &out {
+                    let n = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                    let a = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+                    for i in 0..b.num_rows() {
+                        rows.push((n.value(i), a.is_valid(i).then(|| a.value(i))));
+                    }
+                }
+                rows.sort_unstable();
+                rows
+            };
+            table.set(Some(batch(&schema, &["a", "a", "b"], &[1, 2, 40])));
+            assert_eq!(run().await, vec![(1, None), (2, Some(3))]);
+            table.set(Some(batch(
+                &schema,
+                &["b", "a", "a", "a"],
+                &[5, 10, 20, 30],
+            )));
+            assert_eq!(run().await, vec![(1, None), (3, Some(60))]);
+            table.set(None);
+            assert_eq!(run().await, vec![]);
+        });
     }
 }

@@ -42,9 +42,9 @@
 //! out-of-orderness bound.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// The engine's hash maps on the ingest path: foldhash (randomly seeded per process, as std's
 /// SipHash is) instead of SipHash, which was ~5 % of a bounded run's CPU in `perf` (one
@@ -56,8 +56,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::DataType;
-use chrono::{DateTime, Utc};
 use arrow_schema::SchemaRef;
+use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -634,8 +634,18 @@ impl WindowEngine {
         self.ctx.deregister_table(FACTS)?;
         self.ctx
             .register_table(FACTS, Arc::clone(&table) as Arc<dyn TableProvider>)?;
-        let main = self.ctx.sql(&self.main_sql).await?.create_physical_plan().await?;
-        let depth = self.ctx.sql(&self.depth_sql).await?.create_physical_plan().await?;
+        let main = self
+            .ctx
+            .sql(&self.main_sql)
+            .await?
+            .create_physical_plan()
+            .await?;
+        let depth = self
+            .ctx
+            .sql(&self.depth_sql)
+            .await?
+            .create_physical_plan()
+            .await?;
         Ok(Plans { table, main, depth })
     }
 

@@ -275,7 +275,8 @@ pub struct Enrichment {
     /// The partition each brand's events arrive on: a checkpoint of a partition carries the
     /// window state of its brands. (The input is keyed by brand; a brand seen on a second
     /// partition stays with the first and is counted in `EnrichStats::brand_partition_conflicts`.)
-    brand_partition: HashMap<String, i32>,
+    /// (Looked up for every event: foldhash, not SipHash.)
+    brand_partition: HashMap<String, i32, foldhash::fast::RandomState>,
     pending_forward_max: usize,
     /// Events waiting for the watermark, by (time, id, arrival sequence).
     reorder: std::collections::BTreeSet<Buffered>,
@@ -331,7 +332,7 @@ impl Enrichment {
             .map(|b| {
                 (
                     b.name.clone(),
-                    b.accounts.iter().cloned().collect::<HashSet<_>>(),
+                    b.accounts.iter().cloned().collect::<HashSet<_, _>>(),
                 )
             })
             .collect();
@@ -417,7 +418,7 @@ impl Enrichment {
             always_open: BusinessCalendar::always_open(),
             platforms: Vec::new(),
             pending_forward: HashMap::new(),
-            brand_partition: HashMap::new(),
+            brand_partition: HashMap::default(),
             pending_forward_max: config.linkage.entries_max,
             reorder: std::collections::BTreeSet::new(),
             reorder_max: config.linkage.reorder_events_max,

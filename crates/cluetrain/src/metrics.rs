@@ -154,7 +154,8 @@ pub struct TableLabels {
 /// Every metric of the pipeline stage (ingest registers its own).
 #[derive(Debug)]
 pub struct PipelineMetrics {
-    brands: HashSet<String>,
+    /// Configured brands (looked up per fact: foldhash, not SipHash).
+    brands: HashSet<String, foldhash::fast::RandomState>,
     /// Inbound messages by brand and department.
     pub inbound: Family<BrandDepartmentLabels, Counter>,
     /// Negative inbound messages by brand and department.
@@ -403,9 +404,9 @@ impl PipelineMetrics {
             broadcasts: u64,
             frt: Vec<f64>,
             frt_business: Vec<f64>,
-            departments: HashMap<&'a str, Dept>,
+            departments: HashMap<&'a str, Dept, foldhash::fast::RandomState>,
         }
-        let mut brands: HashMap<&str, Brand<'_>> = HashMap::new();
+        let mut brands: HashMap<&str, Brand<'_>, foldhash::fast::RandomState> = HashMap::default();
         for i in 0..facts.num_rows() {
             let e = brands.entry(brand.value(i)).or_default();
             let department = if dept.is_valid(i) { dept.value(i) } else { "" };
