@@ -55,8 +55,7 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use arrow_array::{Array, RecordBatch, StringArray};
-use arrow_schema::DataType;
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
 use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
 use datafusion::physical_plan::{ExecutionPlan, collect};
@@ -592,15 +591,10 @@ impl WindowEngine {
         self.stats.facts += facts.num_rows() as u64;
         self.stats.batches += 1;
         let schema = facts.schema();
-        if self
-            .plans
-            .as_ref()
-            .is_none_or(|p| p.table.schema() != schema)
-        {
-            self.plans = Some(self.plan(schema).await?);
-        }
-        let Some(plans) = self.plans.as_ref() else {
-            return Ok(());
+        // Taken out and put back below; after an error the next batch plans anew.
+        let plans = match self.plans.take() {
+            Some(p) if p.table.schema() == schema => p,
+            _ => self.plan(schema).await?,
         };
         plans.table.set(Some(facts.clone()));
         let task = self.ctx.task_ctx();
@@ -612,6 +606,7 @@ impl WindowEngine {
         // The slot holds the batch only while the plans run.
         plans.table.set(None);
         let (main, depth) = (main?, depth?);
+        self.plans = Some(plans);
         let mut touched = Vec::new();
         for b in &main {
             self.merge_main(b, &mut touched)?;
